@@ -1,0 +1,47 @@
+"""grpo-host: a reward-centric plugin host for GRPO training.
+
+The package root stays cheap to import: plugin modules import it for `hookimpl` and
+`reward`, and the CLI starts through it. Everything heavier is loaded on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from grpo_host._markers import hookimpl, hookspec
+from grpo_host.errors import GrpoHostError
+
+__version__ = "0.1.0"
+
+# name -> module holding it; resolved lazily so `import grpo_host` costs nothing.
+_LAZY = {
+    "reward": "grpo_host.rewards.spec",
+    "Score": "grpo_host.rewards.spec",
+    "RewardSpec": "grpo_host.rewards.spec",
+    "reference_cache": "grpo_host.rewards.spec",
+    "BackendSpec": "grpo_host.backends",
+    "load_reward": "grpo_host.rewards.trl_adapter",
+    "load_rewards": "grpo_host.rewards.trl_adapter",
+    "RewardRuntime": "grpo_host.rewards.runtime",
+    "get_plugin_manager": "grpo_host.manager",
+}
+
+__all__ = ["hookimpl", "hookspec", "GrpoHostError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grpo_host' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.backends import BackendSpec
+    from grpo_host.manager import get_plugin_manager
+    from grpo_host.rewards.runtime import RewardRuntime
+    from grpo_host.rewards.spec import RewardSpec, Score, reference_cache, reward
+    from grpo_host.rewards.trl_adapter import load_reward, load_rewards

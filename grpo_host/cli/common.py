@@ -1,0 +1,61 @@
+"""Helpers shared by the CLI's subcommands: error display, JSON output, --set parsing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import click
+
+from grpo_host.errors import GrpoHostError
+
+
+@contextlib.contextmanager
+def fail_cleanly() -> Iterator[None]:
+    """A GrpoHostError is the user's to fix: print its message, not a traceback."""
+    try:
+        yield
+    except GrpoHostError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values are YAML scalars: 3 is an int, 0.5 a float, true a bool, [a, b] a list."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def parse_sets(items: Sequence[str], option: str = "--set") -> dict[str, Any]:
+    """`a.b=1` pairs -> a nested dict `{"a": {"b": 1}}`."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise GrpoHostError(f"{option} expects KEY=VALUE (dotted keys allowed), got {item!r}")
+        node = tree
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise GrpoHostError(f"{option} {item!r}: {part!r} was already given a value")
+            node = child
+        node[parts[-1]] = parse_value(raw)
+    return tree
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=False)

@@ -1,0 +1,90 @@
+"""`grpo-host plugins`, `rewards` and `backends`: what is installed, as tables or JSON."""
+
+from __future__ import annotations
+
+import click
+
+from grpo_host.cli.common import console, echo_json
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_cmd(as_json: bool) -> None:
+    """List installed plugins: version, status, errors, what each registered."""
+    from grpo_host.manager import get_plugin_manager
+
+    manager = get_plugin_manager()
+    conflicts = [
+        {"kind": kind, "name": name, "plugins": owners} for (kind, name), owners in sorted(manager.conflicts.items())
+    ]
+    if as_json:
+        echo_json({"plugins": [p.to_json() for p in manager.plugins], "conflicts": conflicts})
+        return
+    from rich.table import Table
+
+    table = Table(title="grpo-host plugins")
+    for column in ("plugin", "version", "status", "rewards", "backends", "error"):
+        table.add_column(column, overflow="fold")
+    colors = {"ok": "green", "broken": "red", "blocked": "yellow"}
+    for p in manager.plugins:
+        table.add_row(
+            p.name, p.version, f"[{colors[p.status]}]{p.status}[/]", ", ".join(p.rewards),
+            ", ".join(p.backends), p.error or "",
+        )
+    out = console()
+    out.print(table)
+    for c in conflicts:
+        out.print(f"[red]conflict:[/] {c['kind']} {c['name']!r} is claimed by {' and '.join(c['plugins'])}")
+
+
+@click.command("rewards")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def rewards_cmd(as_json: bool) -> None:
+    """List installed rewards with their params, types and defaults."""
+    from grpo_host.manager import get_plugin_manager
+
+    rewards = sorted(get_plugin_manager().rewards.values(), key=lambda s: s.name)
+    if as_json:
+        echo_json({"rewards": [s.to_json() for s in rewards]})
+        return
+    from rich.table import Table
+
+    table = Table(title="grpo-host rewards")
+    for column in ("reward", "plugin", "version", "description", "params (type = default)"):
+        table.add_column(column, overflow="fold")
+    for s in rewards:
+        params = [f"{p.name}: {p.annotation} = {p.default!r}" for p in s.params.values()]
+        params.append(f"timeout = {s.default_timeout:g}, weight = 1.0")
+        table.add_row(s.name, s.plugin, s.plugin_version, s.description, "\n".join(params))
+    console().print(table)
+
+
+@click.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backends_cmd(as_json: bool) -> None:
+    """List installed training backends with their params."""
+    from grpo_host.manager import get_plugin_manager
+
+    backends = sorted(get_plugin_manager().backends.values(), key=lambda s: s.name)
+    rows = [
+        {
+            "name": b.name, "plugin": b.plugin, "version": b.plugin_version, "description": b.description,
+            "params": [{"name": p.name, "type": p.type, "default": p.default, "help": p.help} for p in b.params],
+        }
+        for b in backends
+    ]
+    if as_json:
+        echo_json({"backends": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title="grpo-host backends")
+    for column in ("backend", "plugin", "version", "description", "params (type = default)"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        params = "\n".join(f"{p['name']}: {p['type']} = {p['default']!r}" for p in row["params"])
+        table.add_row(row["name"], row["plugin"], row["version"], row["description"], params)
+    console().print(table)
+
+
+COMMANDS = (plugins_cmd, rewards_cmd, backends_cmd)

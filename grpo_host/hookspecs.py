@@ -1,0 +1,82 @@
+"""Hook specifications: everything a grpo-host plugin can provide.
+
+A plugin is a module (or object) named by an entry point in the ``grpo_host`` group. It
+implements any of the hooks below, marked with ``@grpo_host.hookimpl``. Every hook is called
+once per plugin by the host's :class:`~grpo_host.manager.PluginManager`, which isolates
+failures: a hook that raises, or returns something of the wrong shape, marks its plugin as
+broken instead of taking the tool down.
+
+Hook modules must stay cheap to import: no torch, transformers or trl at import time. Heavy
+imports belong inside the reward or backend, where they run when it is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from grpo_host._markers import hookspec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
+    from grpo_host.backends import BackendSpec
+    from grpo_host.rewards.spec import RewardSpec
+
+# -------------------------------------------------------------------------
+# Rewards
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def grpo_rewards() -> Sequence[RewardSpec | object]:
+    """Return the rewards this plugin provides.
+
+    Each item is a function or class decorated with ``@grpo_host.reward(...)`` (or its
+    :class:`~grpo_host.rewards.spec.RewardSpec`). Names must be unique across all installed
+    plugins; two plugins claiming one name is an error that names both.
+
+    A plugin module that implements no ``grpo_rewards`` hook still provides every decorated
+    reward found at its top level, so the smallest plugin is one decorated function.
+
+    Return an empty sequence (or ``None``) to provide nothing.
+
+    Added in 0.1.
+    """
+
+
+# -------------------------------------------------------------------------
+# Training backends
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def grpo_backends() -> Sequence[BackendSpec]:
+    """Return the training backends this plugin provides.
+
+    A backend turns a resolved run into the command that launches the shared training worker
+    (``python -m grpo_host.training.worker``) on the machine's devices, for example through
+    ``accelerate launch`` or ``torchrun``. See :class:`~grpo_host.backends.BackendSpec`.
+
+    Return an empty sequence (or ``None``) to provide nothing.
+
+    Added in 0.1.
+    """
+
+
+# -------------------------------------------------------------------------
+# Run lifecycle
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def grpo_trackers() -> Sequence[object]:
+    """Return experiment trackers (MLflow and the like) this plugin provides.
+
+    A tracker is an object with ``name`` and the methods ``start(run_info)``,
+    ``log_metrics(step, metrics)`` and ``finish(output_dir)``; the training worker calls them
+    on the main process only.
+
+    Return an empty sequence (or ``None``) to provide nothing.
+
+    Added in 0.1.
+    """

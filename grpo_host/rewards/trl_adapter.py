@@ -1,0 +1,193 @@
+"""Rewards in TRL's reward-function form: ``load_reward`` and ``load_rewards``.
+
+TRL calls each reward function in turn with the same batch. The callables from one
+``load_rewards`` call share a runtime: the first call of a batch scores it with every reward
+of the set at once (in parallel, in the worker pool), and the others read their column. To TRL,
+``error`` and ``timeout`` become ``None`` (left out of the advantage, as TRL does with NaN);
+the runtime counts them, and the set stops the run with a clear message when a reward's share
+of errors and timeouts passes the threshold.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from grpo_host.errors import GrpoHostError, RewardHealthError
+from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, bind_reward, prepare_samples
+
+# What TRL passes besides dataset columns; never handed to a reward as a column.
+TRL_EXTRAS = ("trainer_state", "log_extra", "log_metric", "environments", "completion_ids")
+
+RewardItem = str | Mapping[str, Any] | tuple[str, Mapping[str, Any]]
+
+
+def resolve_reward_item(item: RewardItem, manager: Any = None) -> BoundReward:
+    """``"accuracy"``, ``("accuracy", {...})`` or ``{"name": ..., "params": {...}, "timeout": ...,
+    "weight": ..., "alias": ...}`` -> a bound reward."""
+    from grpo_host.manager import get_plugin_manager
+
+    manager = manager or get_plugin_manager()
+    if isinstance(item, str):
+        name, params, alias = item, {}, ""
+    elif isinstance(item, tuple):
+        name, params, alias = item[0], dict(item[1]), ""
+    elif isinstance(item, Mapping):
+        item = dict(item)
+        name = item.pop("name", None)
+        if not name:
+            raise GrpoHostError(f"a reward entry needs a 'name': {item!r}")
+        params = dict(item.pop("params", None) or {})
+        alias = item.pop("alias", "") or ""
+        for host_param in ("timeout", "weight"):
+            if item.get(host_param) is not None:
+                params[host_param] = item.pop(host_param)
+            item.pop(host_param, None)
+        if item:
+            raise GrpoHostError(
+                f"reward entry {name!r} has unknown key(s) {', '.join(item)}; "
+                "allowed: name, params, timeout, weight, alias"
+            )
+    else:
+        raise GrpoHostError(f"cannot read a reward from {item!r}")
+    return bind_reward(manager.get_reward(name), params, alias)
+
+
+class RewardSet:
+    """Rewards scored together, with counts and a health check across the run."""
+
+    def __init__(
+        self,
+        rewards: Sequence[BoundReward],
+        *,
+        workers: int | None = None,
+        memory_mb: int | None = None,
+        error_threshold: float = 0.10,
+        min_samples: int = 32,
+    ):
+        self.rewards = list(rewards)
+        self.workers, self.memory_mb = workers, memory_mb
+        self.error_threshold, self.min_samples = error_threshold, min_samples
+        self._runtime: RewardRuntime | None = None
+        self._batch_key: tuple | None = None
+        self._batch: dict[str, list[SampleResult]] = {}
+        self.step_log: list[dict[str, Any]] = []  # one entry per scored batch
+        self.last_samples: list[dict[str, Any]] = []
+
+    @property
+    def runtime(self) -> RewardRuntime:
+        if self._runtime is None:
+            self._runtime = RewardRuntime(self.rewards, workers=self.workers, memory_mb=self.memory_mb)
+        return self._runtime
+
+    @property
+    def weights(self) -> list[float]:
+        """Pass as ``GRPOConfig(reward_weights=...)``: TRL applies the weights itself."""
+        return [r.weight for r in self.rewards]
+
+    def callables(self) -> list[TRLReward]:
+        return [TRLReward(self, r.name) for r in self.rewards]
+
+    def provenance(self) -> list[dict[str, Any]]:
+        return [r.provenance() for r in self.rewards]
+
+    def results_for(self, completions: Sequence[Any], prompts: Sequence[Any] | None, columns: Mapping[str, Any]):
+        key = (id(completions), id(prompts), len(completions))
+        if key != self._batch_key:
+            cols = {k: v for k, v in columns.items() if k not in TRL_EXTRAS and isinstance(v, (list, tuple))}
+            if prompts is not None:
+                cols["prompt"] = list(prompts)
+            samples = prepare_samples(completions, cols)
+            self._batch = self.runtime.score(samples)
+            self._batch_key = key
+            self._anchor = (completions, prompts)  # keep ids valid while the key is in use
+            self.last_samples = samples
+            self.step_log.append(batch_metrics(self._batch))
+            self.check_health()
+        return self._batch
+
+    def check_health(self) -> None:
+        for reward in self.rewards:
+            totals = self.runtime.totals[reward.name]
+            seen = sum(totals.values())
+            bad = totals["error"] + totals["timeout"]
+            if seen >= self.min_samples and bad / seen > self.error_threshold:
+                examples = [
+                    f"  - {r.outcome}: {r.details.get('error', '')} | completion: {s['completion'][:80]!r}"
+                    for r, s in zip(self._batch[reward.name], self.last_samples, strict=False)
+                    if r.outcome in ("error", "timeout")
+                ][:3]
+                raise RewardHealthError(
+                    f"reward {reward.name!r} failed on {bad} of {seen} samples "
+                    f"({totals['error']} errors, {totals['timeout']} timeouts), over the "
+                    f"{self.error_threshold:.0%} threshold; stopping the run. Examples:\n" + "\n".join(examples)
+                    + "\nFix the reward, raise its timeout, or raise rewards_error_threshold."
+                )
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable: the pool is rebuilt where it lands
+        state = dict(self.__dict__)
+        state.update(_runtime=None, _batch_key=None, _batch={}, _anchor=None, last_samples=[])
+        return state
+
+
+class TRLReward:
+    """One reward of a set, callable the way TRL calls reward functions."""
+
+    def __init__(self, reward_set: RewardSet, name: str):
+        self.reward_set = reward_set
+        self.__name__ = name
+        self.weight = next(r.weight for r in reward_set.rewards if r.name == name)
+
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float | None]:
+        if completions is None:
+            raise TypeError(f"reward {self.__name__!r} called without completions")
+        results = self.reward_set.results_for(completions, prompts, kwargs)[self.__name__]
+        return [r.score if r.outcome == "ok" else None for r in results]
+
+    def __repr__(self) -> str:
+        return f"<grpo-host reward {self.__name__}>"
+
+
+def batch_metrics(batch: Mapping[str, Sequence[SampleResult]]) -> dict[str, Any]:
+    """Per reward: mean/std of ok scores, counts per outcome, seconds spent."""
+    metrics: dict[str, Any] = {}
+    for name, rows in batch.items():
+        scores = [r.score for r in rows if r.outcome == "ok"]
+        prefix = f"rewards/{name}"
+        if scores:
+            metrics[f"{prefix}/mean"] = statistics.fmean(scores)
+            metrics[f"{prefix}/std"] = statistics.pstdev(scores) if len(scores) > 1 else 0.0
+        for outcome in ("ok", "not_applicable", "error", "timeout"):
+            metrics[f"{prefix}/{outcome}"] = sum(r.outcome == outcome for r in rows)
+        metrics[f"{prefix}/seconds"] = sum(r.seconds for r in rows)
+    return metrics
+
+
+def load_rewards(
+    rewards: Sequence[RewardItem],
+    *,
+    workers: int | None = None,
+    memory_mb: int | None = None,
+    error_threshold: float = 0.10,
+    manager: Any = None,
+) -> list[TRLReward]:
+    """Installed rewards as TRL reward functions sharing one worker pool.
+
+    ``rewards`` items are names, ``(name, params)`` pairs, or dicts with ``name``, ``params``,
+    ``timeout``, ``weight``. Pass ``[r.weight for r in result]`` as
+    ``GRPOConfig(reward_weights=...)`` when weights are set.
+    """
+    bound = [resolve_reward_item(item, manager) for item in rewards]
+    reward_set = RewardSet(bound, workers=workers, memory_mb=memory_mb, error_threshold=error_threshold)
+    return reward_set.callables()
+
+
+def load_reward(name: str, **params: Any) -> TRLReward:
+    """One installed reward as a TRL reward function: ``load_reward("accuracy", timeout=5)``."""
+    return load_rewards([(name, params)])[0]
