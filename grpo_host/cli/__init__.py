@@ -35,10 +35,11 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from grpo_host.cli import listing, rewards_cmd, train_cmd
+    from grpo_host.cli import launch_cmd, listing, rewards_cmd, train_cmd
 
-    for command in (*listing.COMMANDS, *rewards_cmd.COMMANDS, *train_cmd.COMMANDS):
-        cli.add_command(command)
+    for module in (listing, rewards_cmd, train_cmd, launch_cmd):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register_commands()

@@ -1,4 +1,4 @@
-"""`grpo-host train` and `grpo-host launch`."""
+"""`grpo-host train`: the main job."""
 
 from __future__ import annotations
 
@@ -17,12 +17,4 @@ def train_cmd(config: str | None, output_dir: str | None, backend: str | None, s
     raise GrpoHostError("train is not available yet in this version")
 
 
-@click.command("launch")
-@click.argument("target")
-@click.argument("config")
-def launch_cmd(target: str, config: str) -> None:
-    """Launch a run elsewhere (sagemaker)."""
-    raise GrpoHostError("launch is not available yet in this version")
-
-
-COMMANDS = (train_cmd, launch_cmd)
+COMMANDS = (train_cmd,)
