@@ -27,7 +27,11 @@ _LAZY = {
     "get_plugin_manager": "grpo_host.manager",
 }
 
-__all__ = ["hookimpl", "hookspec", "GrpoHostError", "__version__", *_LAZY]
+__all__ = [  # noqa: F822 - the lazy names resolve through __getattr__
+    "hookimpl", "hookspec", "GrpoHostError", "__version__",
+    "reward", "Score", "RewardSpec", "reference_cache", "BackendSpec",
+    "load_reward", "load_rewards", "RewardRuntime", "get_plugin_manager",
+]
 
 
 def __getattr__(name: str) -> Any:

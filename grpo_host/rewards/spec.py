@@ -312,7 +312,7 @@ def _annotation_text(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(target: Any) -> dict[str, Any]:
     import typing
 
