@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from typing import Any
@@ -28,7 +28,13 @@ import pluggy
 from grpo_host import hookspecs
 from grpo_host._markers import PROJECT_NAME
 from grpo_host.backends import BackendSpec
-from grpo_host.errors import BrokenPluginError, GrpoHostError, NameConflictError, UnknownNameError
+from grpo_host.errors import (
+    BrokenPluginError,
+    GrpoHostError,
+    NameConflictError,
+    UnknownNameError,
+    did_you_mean,
+)
 from grpo_host.rewards.spec import RewardSpec, spec_of
 
 ENTRY_POINT_GROUP = "grpo_host"
@@ -129,6 +135,7 @@ class PluginManager:
 
     def _register(self, obj: Any, record: PluginRecord) -> None:
         try:
+            self._check_hook_names(obj)
             self._pm.register(obj, name=f"{record.name}:{record.entry_point}")
         except Exception as exc:  # noqa: BLE001 - pluggy's PluginValidationError and friends
             self._mark_broken(record, exc, "failed hook validation")
@@ -158,6 +165,19 @@ class PluginManager:
             name = getattr(tracker, "name", type(tracker).__name__)
             self.trackers[name] = tracker
             record.trackers.append(name)
+
+    def _check_hook_names(self, obj: Any) -> None:
+        """pluggy accepts a hookimpl with a misspelled name silently; we refuse it."""
+        known = {name for name in dir(hookspecs) if name.startswith("grpo_")}
+        for name in dir(obj):
+            if name.startswith("_"):
+                continue
+            value = getattr(obj, name, None)
+            if getattr(value, f"{PROJECT_NAME}_impl", None) is not None and name not in known:
+                raise TypeError(
+                    f"{name}() is marked @grpo_host.hookimpl but is not a grpo-host hook; "
+                    f"hooks: {', '.join(sorted(known))}{did_you_mean(name, known)}"
+                )
 
     def _claim(self, kind: str, name: str, record: PluginRecord, registry: dict, value: Any) -> bool:
         if name in registry or (kind, name) in self.conflicts:
@@ -273,7 +293,3 @@ def get_plugin_manager(refresh: bool = False) -> PluginManager:
     if _MANAGER is None or refresh:
         _MANAGER = PluginManager()
     return _MANAGER
-
-
-def reward_lookup() -> Callable[[str], RewardSpec]:
-    return get_plugin_manager().get_reward
