@@ -15,6 +15,7 @@ import atexit
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import weakref
 from collections import deque
@@ -25,6 +26,7 @@ from typing import Any
 
 from grpo_host.errors import GrpoHostError
 from grpo_host.rewards.spec import HOST_PARAMS, OUTCOMES, RewardSpec, completion_text, to_outcome
+from grpo_host.rewards.worker import PROGRESS, open_progress
 
 # Importing a reward (math-verify, sympy) is not a sample's work; it gets its own budget.
 BUILD_BUDGET_S = 120.0
@@ -94,6 +96,11 @@ class _Worker:
         env = dict(os.environ)
         # One thread per worker: the pool is the parallelism.
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+        shm_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        fd, self.progress_path = tempfile.mkstemp(prefix="grpo-host-progress-", dir=shm_dir)
+        os.write(fd, b"\0" * PROGRESS.size)
+        os.close(fd)
+        self.progress = open_progress(self.progress_path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "grpo_host.rewards.worker"],
             stdin=subprocess.PIPE,
@@ -105,9 +112,22 @@ class _Worker:
         self.outbox = Connection(os.dup(self.proc.stdin.fileno()), readable=False)
         self.proc.stdout.close()
         self.proc.stdin.close()
-        self.outbox.send({"sys_path": list(sys.path), "memory_mb": memory_mb})
+        self.outbox.send({"sys_path": list(sys.path), "memory_mb": memory_mb, "progress": self.progress_path})
         self.task: _Chunk | None = None
-        self.deadline = 0.0
+        self.sent_at = 0.0
+
+    def position(self) -> tuple[int, float]:
+        """(index of the sample in hand, when it started); read twice to skip a torn write."""
+        while True:
+            first = PROGRESS.unpack_from(self.progress, 0)
+            if PROGRESS.unpack_from(self.progress, 0) == first:
+                return first
+
+    def deadline(self, timeout: float, batched_size: int) -> float:
+        index, started = self.position()
+        if index < 0:  # not picked up yet, or importing the reward: not a sample's time
+            return max(self.sent_at, started) + BUILD_BUDGET_S
+        return started + timeout * batched_size
 
     def kill(self) -> None:
         try:
@@ -120,6 +140,11 @@ class _Worker:
                 conn.close()
             except OSError:
                 pass
+        try:
+            self.progress.close()
+            os.unlink(self.progress_path)
+        except (OSError, ValueError):
+            pass
 
     def stop(self) -> None:
         try:
@@ -249,62 +274,64 @@ class RewardRuntime:
             results[self.rewards[chunk.reward_index].name][chunk.indices[chunk.done]] = result
             chunk.done += 1
 
-        def requeue_after_failure(worker: _Worker, outcome: str, reason: str) -> None:
+        def fail(worker: _Worker, outcome: str, reason: str) -> None:
+            """The worker is gone or killed: blame the sample in hand, re-run the others."""
             chunk = worker.task
             assert chunk is not None
-            if chunk.done < len(chunk.indices):
-                bound = self.rewards[chunk.reward_index]
-                if bound.spec.batched:
-                    for _ in range(len(chunk.indices) - chunk.done):
-                        record(chunk, SampleResult(outcome, None, {"error": reason}, 0.0))
-                else:
-                    record(chunk, SampleResult(outcome, None, {"error": reason}, bound.timeout if outcome == "timeout" else 0.0))
-                    rest = chunk.indices[chunk.done :]
-                    if rest:
-                        pending.appendleft(_Chunk(chunk.reward_index, rest))
+            bound = self.rewards[chunk.reward_index]
+            index, _ = worker.position()
             worker.kill()
             self._all.discard(worker)
             self.replaced_workers += 1
+            if bound.spec.batched or index < chunk.done:
+                culprits, rest = chunk.indices[chunk.done :], []
+            else:
+                culprits, rest = [chunk.indices[index]], chunk.indices[chunk.done : index] + chunk.indices[index + 1 :]
+            seconds = bound.timeout if outcome == "timeout" else 0.0
+            for i in culprits:
+                results[bound.name][i] = SampleResult(outcome, None, {"error": reason}, seconds)
+            if rest:
+                pending.appendleft(_Chunk(chunk.reward_index, rest))
 
         while pending or busy:
             while pending and (self._idle or len(self._all) < self.size):
                 worker = self._idle.pop() if self._idle else self._spawn()
-                chunk = pending.popleft()
-                self._send(worker, chunk, samples)
+                self._send(worker, pending.popleft(), samples)
                 busy[worker.inbox] = worker
-            if not busy:
-                continue
-            now = time.monotonic()
-            timeout = max(0.0, min(w.deadline for w in busy.values()) - now)
+            deadlines = {w: self._deadline(w) for w in busy.values()}
+            timeout = max(0.0, min(deadlines.values()) - time.monotonic())
             for conn in wait(list(busy), timeout=timeout):
                 worker = busy[conn]
                 try:
-                    message = conn.recv()
+                    _, _task, first, rows = conn.recv()
                 except (EOFError, OSError):
-                    code = worker.proc.poll()
+                    try:
+                        code = worker.proc.wait(timeout=2)
+                    except subprocess.TimeoutExpired:
+                        code = None
                     del busy[conn]
-                    requeue_after_failure(worker, "error", f"reward worker died (exit code {code}) on this sample")
+                    fail(worker, "error", f"reward worker died (exit code {code}) on this sample")
                     continue
                 chunk = worker.task
-                assert chunk is not None
-                bound = self.rewards[chunk.reward_index]
-                if message[0] == "started":
-                    remaining = len(chunk.indices) if bound.spec.batched else 1
-                    worker.deadline = time.monotonic() + bound.timeout * remaining
-                    continue
-                for outcome, score, details, seconds in message[3]:
+                assert chunk is not None and first == chunk.done
+                for outcome, score, details, seconds in rows:
                     record(chunk, SampleResult(outcome, score, details, seconds))
-                worker.deadline = time.monotonic() + bound.timeout
                 if chunk.done >= len(chunk.indices):
                     worker.task = None
                     del busy[conn]
                     self._idle.append(worker)
             now = time.monotonic()
             for conn, worker in list(busy.items()):
-                if worker.deadline <= now:
+                if self._deadline(worker) <= now and not conn.poll():
                     del busy[conn]
                     budget = self.rewards[worker.task.reward_index].timeout
-                    requeue_after_failure(worker, "timeout", f"ran past its {budget:g} s budget; the worker was killed")
+                    fail(worker, "timeout", f"ran past its {budget:g} s budget; the worker was killed")
+
+    def _deadline(self, worker: _Worker) -> float:
+        chunk = worker.task
+        assert chunk is not None
+        bound = self.rewards[chunk.reward_index]
+        return worker.deadline(bound.timeout, len(chunk.indices) if bound.spec.batched else 1)
 
     def _spawn(self) -> _Worker:
         worker = _Worker(self.memory_mb)
@@ -315,7 +342,8 @@ class RewardRuntime:
         bound = self.rewards[chunk.reward_index]
         self._next_task += 1
         worker.task = chunk
-        worker.deadline = time.monotonic() + BUILD_BUDGET_S
+        worker.sent_at = time.monotonic()
+        PROGRESS.pack_into(worker.progress, 0, -2, worker.sent_at)
         payload = [samples[i] for i in chunk.indices]
         worker.outbox.send(
             ("score", self._next_task, bound.key, bound.spec.import_path, bound.params, bound.spec.batched, payload)
