@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up grpo-host for development in ./.venv: the host with its training and test extras and
+# every first-party plugin, all editable. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+# The CPU build of torch first: asked for bare, pip would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+plugins=()
+for p in plugins/*/; do plugins+=(-e "$p"); done
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[train,test]" "${plugins[@]}"
+echo "grpo-host is set up in .venv: try .venv/bin/grpo-host --help"
