@@ -72,9 +72,26 @@ def grpo_backends() -> Sequence[BackendSpec]:
 def grpo_trackers() -> Sequence[object]:
     """Return experiment trackers (MLflow and the like) this plugin provides.
 
-    A tracker is an object with ``name`` and the methods ``start(run_info)``,
-    ``log_metrics(step, metrics)`` and ``finish(output_dir)``; the training worker calls them
-    on the main process only.
+    A tracker is an object with ``name`` (what a run config's ``tracking:`` list names) and
+    three methods, called through :class:`grpo_host.tracking.TrackerSet` on the main process
+    only, in this order:
+
+    - ``start(run_info)``: open a run. ``run_info`` is a mapping: ``output_dir`` (str),
+      ``run_name`` (str), ``config`` (the resolved run config as JSON-able dicts),
+      ``tracking_params`` (``{tracker name: its settings}``, from the config's
+      ``tracking_params``), ``rewards`` (each reward's provenance: name, plugin, version,
+      import_path, params, params_hash, timeout, weight), ``resumed`` (bool: the run goes on
+      from a checkpoint). Raise with a message the user can act on when the tracker cannot
+      start (bad URI, missing package): the run stops before training.
+    - ``log_metrics(step, metrics)``: one logged step's metrics, the same flat dict that goes
+      into ``metrics.jsonl`` (non-numeric values included; skip what you cannot log).
+    - ``finish(output_dir, status="FINISHED")``: the run is over (``status`` FINISHED, FAILED
+      or KILLED); the output dir holds the report, the resolved config and the model. An
+      exception in ``log_metrics`` or ``finish`` is logged and turns the tracker off; the run
+      goes on.
+
+    Keep the import of the tracking library inside these methods. The object may be reused
+    for a later run in the same process: ``start`` resets it.
 
     Return an empty sequence (or ``None``) to provide nothing.
 

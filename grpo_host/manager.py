@@ -229,6 +229,9 @@ class PluginManager:
     def get_backend(self, name: str) -> BackendSpec:
         return self._lookup("backend", name, self.backends)
 
+    def get_tracker(self, name: str) -> Any:
+        return self._lookup("tracker", name, self.trackers)
+
     def _lookup(self, kind: str, name: str, registry: Mapping[str, Any]) -> Any:
         if name in registry:
             return registry[name]
