@@ -97,6 +97,43 @@ def try_reward_cmd(names: str, input_path: str | None, completion: str | None, p
             }, default=str))
         return
     _print_table(rows, per_row, weights, explain)
+    if explain:
+        _print_explanations(bound, samples, per_row)
+
+
+def _print_explanations(bound: list[Any], samples: list[dict[str, Any]], per_row: list[dict]) -> None:
+    """Per row and reward: what the reward was given, and what it extracted and compared."""
+    from grpo_host.rewards.spec import spec_kwargs
+
+    out = console()
+    for i, (sample, rewards) in enumerate(zip(samples, per_row, strict=True)):
+        for reward in bound:
+            result = rewards[reward.name]
+            score = "-" if result.score is None else f"{result.score:.6g}"
+            out.print(f"[bold]row {i} · {reward.name}[/]: {score} ({result.outcome}, {result.seconds * 1000:.1f} ms)")
+            try:
+                given = spec_kwargs(reward.spec, sample)
+            except KeyError as exc:
+                given = {"completion": sample.get("completion", "")}
+                out.print(f"  missing input: {exc.args[0]}", markup=False, highlight=False)
+            text = given.pop("completion", "")
+            lines = [f"completion: {_clip(text)} ({len(text)} characters)"]
+            lines += [f"{key}: {_clip(value)}" for key, value in given.items() if value is not None]
+            lines.append(f"params: {json.dumps(reward.params, default=repr)}  timeout={reward.timeout:g}s")
+            out.print("  read      " + "\n            ".join(lines), markup=False, highlight=False)
+            if result.details:
+                width = max(len(k) for k in result.details)
+                shown = [f"{k.ljust(width)} = {_clip(v)}" for k, v in result.details.items()]
+                out.print("  compared  " + "\n            ".join(shown), markup=False, highlight=False)
+            else:
+                out.print("  compared  (the reward attached no details; return grpo_host.Score(value, "
+                          "extracted=..., gold=...) to show what it compared)", markup=False, highlight=False)
+
+
+def _clip(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=repr, ensure_ascii=False)
+    text = repr(text) if isinstance(value, str) else text
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} chars)"
 
 
 def _print_table(rows: list[dict], per_row: list[dict], weights: dict[str, float], explain: bool) -> None:
@@ -116,7 +153,8 @@ def _print_table(rows: list[dict], per_row: list[dict], weights: dict[str, float
             r = rewards[name]
             score = "-" if r.score is None else f"{r.score:.4g}"
             cell = f"{score} [{colors[r.outcome]}]{r.outcome}[/] {r.seconds * 1000:.1f} ms"
-            shown = r.details if explain else {k: v for k, v in r.details.items() if k == "error"}
+            # --explain prints the details in full below the table.
+            shown = {k: v for k, v in r.details.items() if k == "error"}
             if shown:
                 cell += "\n" + "\n".join(f"{k}: {v}" for k, v in shown.items())
             cells.append(cell)
@@ -128,17 +166,126 @@ def _print_table(rows: list[dict], per_row: list[dict], weights: dict[str, float
 
 @click.command("test-rewards")
 @click.argument("names", nargs=-1)
-def test_rewards_cmd(names: tuple[str, ...]) -> None:
-    """Run the golden cases and conformance checks of installed rewards."""
-    raise GrpoHostError("test-rewards is not available yet in this version")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document with every check.")
+@click.option("--checks", "kinds", multiple=True, type=click.Choice(["golden", "conformance", "probes"]),
+              help="Run only these kinds of checks (repeatable; default: all three).")
+@click.option("-v", "--verbose", is_flag=True, help="List every check, not only the failures.")
+def test_rewards_cmd(names: tuple[str, ...], as_json: bool, kinds: tuple[str, ...], verbose: bool) -> None:
+    """Run the golden cases, conformance checks and hacking probes of installed rewards.
+
+    With no NAME, every installed reward. Exits 1 when any case, check or probe fails.
+    `pytest reward_tests` runs the same checks as test items.
+    """
+    from grpo_host.golden.harness import CHECK_KINDS, RewardHarness, select_rewards
+    from grpo_host.manager import get_plugin_manager
+
+    specs, problems = select_rewards(get_plugin_manager(), list(names))
+    reports = []
+    out = console(stderr=True)
+    for spec in specs:
+        if not as_json:
+            out.print(f"[dim]testing {spec.name} ...[/]")
+        with RewardHarness(spec) as harness:
+            reports.append((spec, harness.run_checks(kinds or CHECK_KINDS)))
+    failed = any(c.failed for c in problems) or any(c.failed for _, checks in reports for c in checks)
+    if as_json:
+        from grpo_host.cli.common import echo_json
+
+        echo_json({
+            "ok": not failed,
+            "problems": [p.to_json() | {"reward": p.reward} for p in problems],
+            "rewards": [_reward_summary(spec, checks) | {"checks": [c.to_json() for c in checks]}
+                        for spec, checks in reports],
+        })
+    else:
+        _print_test_report(problems, reports, verbose)
+    if failed:
+        sys.exit(1)
+
+
+def _reward_summary(spec: Any, checks: list[Any]) -> dict[str, Any]:
+    def count(kind: str, status: str) -> int:
+        return sum(1 for c in checks if c.kind == kind and c.status == status)
+
+    golden = [c for c in checks if c.kind == "golden"]
+    return {
+        "name": spec.name,
+        "plugin": spec.plugin,
+        "version": spec.plugin_version,
+        "cases": len(golden),
+        "passed": count("golden", "passed"),
+        "failed": count("golden", "failed") + count("setup", "failed"),
+        "conformance": {s: count("conformance", s) for s in ("passed", "failed", "skipped")},
+        "probes": {"flagged": count("probe", "failed"), "intended": count("probe", "intended"),
+                   "passed": count("probe", "passed"), "skipped": count("probe", "skipped")},
+        "ok": not any(c.failed for c in checks),
+    }
+
+
+def _print_test_report(problems: list[Any], reports: list[tuple[Any, list[Any]]], verbose: bool) -> None:
+    from rich.table import Table
+
+    out = console()
+    table = Table(title="grpo-host test-rewards")
+    for column in ("reward", "plugin", "cases", "passed", "failed", "conformance", "probes flagged", "result"):
+        table.add_column(column, justify="right" if column in ("cases", "passed", "failed") else "left")
+    for spec, checks in reports:
+        s = _reward_summary(spec, checks)
+        conf, probes = s["conformance"], s["probes"]
+        conformance = f"{conf['passed']}/{sum(conf.values())} passed"
+        if conf["failed"]:
+            conformance = f"[red]{conf['failed']} failed[/], {conformance}"
+        flagged = f"[red]{probes['flagged']}[/]" if probes["flagged"] else "0"
+        if probes["intended"]:
+            flagged += f" (+{probes['intended']} intended)"
+        table.add_row(
+            spec.name, f"{spec.plugin} {spec.plugin_version}", str(s["cases"]), str(s["passed"]),
+            f"[red]{s['failed']}[/]" if s["failed"] else "0", conformance, flagged,
+            "[green]PASS[/]" if s["ok"] else "[red]FAIL[/]",
+        )
+    out.print(table)
+    for problem in problems:
+        out.print(f"[red]FAIL[/] {problem.reward}: {problem.message}", markup=False, highlight=False)
+    for spec, checks in reports:
+        for check in checks:
+            if check.failed:
+                out.print(f"[red]FAIL[/] {spec.name} {check.kind} {check.name}")
+                out.print(check.message, markup=False, highlight=False)
+            elif check.status == "intended":
+                out.print(f"[yellow]intended[/] {spec.name} probe {check.name}: "
+                          f"{check.data.get('reason', '')}", highlight=False)
+            elif verbose:
+                color = {"passed": "green", "skipped": "yellow"}.get(check.status, "white")
+                out.print(f"[{color}]{check.status}[/] {spec.name} {check.kind} {check.name}: {check.message}",
+                          highlight=False)
+    total = sum(1 for _, checks in reports for c in checks) + len(problems)
+    bad = sum(1 for _, checks in reports for c in checks if c.failed) + len(problems)
+    color = "red" if bad else "green"
+    out.print(f"[{color}]{len(reports)} reward(s), {total} checks, {bad} failed[/]")
 
 
 @click.command("new-reward")
 @click.argument("name")
-@click.option("--dir", "directory", default=".", help="Where to create the plugin.")
+@click.option("--dir", "directory", default=".", show_default=True, help="Where to create the plugin's folder.")
 def new_reward_cmd(name: str, directory: str) -> None:
-    """Scaffold a reward plugin distribution grpo-reward-NAME."""
-    raise GrpoHostError("new-reward is not available yet in this version")
+    """Scaffold a reward plugin distribution grpo-reward-NAME.
+
+    It holds a pyproject with the entry point, a module with one decorated reward, golden
+    cases, a README, and tests that run them: `pip install -e` it, then `pytest` in it.
+    """
+    from grpo_host.scaffold import create_reward_plugin
+
+    plugin = create_reward_plugin(name, directory)
+    click.echo(f"created {plugin.distribution} in {plugin.root}")
+    for path in plugin.files:
+        click.echo(f"  {path.relative_to(plugin.root)}")
+    click.echo(
+        "next:\n"
+        f"  pip install -e {plugin.root}\n"
+        f"  cd {plugin.root} && pytest    # golden cases, conformance checks, hacking probes\n"
+        "  grpo-host rewards              # lists it\n"
+        f"  grpo-host try-reward {plugin.reward} --completion '<answer>4</answer>' --column answer=4 --explain"
+    )
 
 
 COMMANDS = (try_reward_cmd, test_rewards_cmd, new_reward_cmd)

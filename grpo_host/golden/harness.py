@@ -1,0 +1,351 @@
+"""The golden harness: score a reward's golden cases, conformance inputs and probes.
+
+Everything is scored through :class:`~grpo_host.rewards.runtime.RewardRuntime`, the same
+runtime training uses, so timeouts, crashes and outcomes are the real ones. A
+:class:`RewardHarness` holds one small runtime per distinct params of a reward's cases, scores
+lazily (collecting tests costs nothing) and caches what it scored; the pytest plugin and
+``grpo-host test-rewards`` both read their results from it, so they can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpo_host.errors import GrpoHostError
+from grpo_host.golden.loader import (
+    GoldenCase,
+    GoldenFile,
+    expected_golden_path,
+    find_golden_file,
+    load_golden_file,
+)
+from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, bind_reward, prepare_samples
+from grpo_host.rewards.spec import RewardSpec
+
+CHECK_KINDS = ("golden", "conformance", "probes")
+# One worker per reward: the checks are small, and the machine is shared with other work.
+DEFAULT_WORKERS = 1
+
+
+@dataclass
+class CheckResult:
+    """One check of one reward, in the form both reports (pytest and the CLI) show."""
+
+    reward: str
+    kind: str  # golden | conformance | probe | setup
+    name: str
+    status: str  # passed | failed | skipped | intended
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "status": self.status, "message": self.message,
+                **({"data": self.data} if self.data else {})}
+
+
+@dataclass
+class GoldenResult:
+    """A golden case and what the reward gave for it."""
+
+    case: GoldenCase
+    outcome: str
+    score: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    problem: str = ""  # the case could not be run as written (bad params): always a failure
+    path: str = ""
+
+    @property
+    def passed(self) -> bool:
+        if self.problem:
+            return False
+        case = self.case
+        if case.score is not None:
+            return self.outcome == "ok" and self.score is not None and abs(self.score - case.score) <= case.tolerance
+        return self.outcome == case.outcome
+
+    @property
+    def updatable(self) -> bool:
+        """Whether ``--grpo-update-golden`` may write this result as the new expectation.
+
+        Scores and ``not_applicable`` are the reward's considered answers; an error or a
+        timeout is a failure to fix (or to write down by hand), never to bless by a flag.
+        """
+        return not self.problem and not self.passed and self.outcome in ("ok", "not_applicable")
+
+    def describe_actual(self) -> str:
+        if self.problem:
+            return f"not run: {self.problem}"
+        if self.outcome == "ok":
+            text = f"score {_num(self.score)}"
+            if self.case.score is not None:
+                text += f" (off by {_num(abs(self.score - self.case.score))})"
+            return text
+        return f"outcome {self.outcome}"
+
+    def failure_message(self, reward: str) -> str:
+        case = self.case
+        expected = (
+            f"score {_num(case.score)} ± {_num(case.tolerance)}" if case.score is not None else f"outcome {case.outcome}"
+        )
+        lines = [f"golden case {case.id!r} of reward {reward!r} failed" + (f" ({self.path})" if self.path else "")]
+        if case.why:
+            lines.append(f"  why:       {case.why}")
+        lines.append("  input:")
+        lines += [f"    {line}" for line in describe_input(case.completion_value(), case.sample_columns(), case.params)]
+        lines.append(f"  expected:  {expected}")
+        lines.append(f"  actual:    {self.describe_actual()}")
+        if case.score is not None:
+            lines.append(f"  tolerance: {_num(case.tolerance)}")
+        lines.append(f"  details:   {_short(self.details) if self.details else '(none: return grpo_host.Score(value, ...) to show what the reward saw)'}")
+        lines.append(f"  time:      {self.seconds * 1000:.1f} ms")
+        return "\n".join(lines)
+
+    def to_check(self, reward: str) -> CheckResult:
+        data = {"outcome": self.outcome, "score": self.score, "expected": self.case.score
+                if self.case.score is not None else self.case.outcome}
+        if self.passed:
+            return CheckResult(reward, "golden", self.case.id, "passed", "", data)
+        return CheckResult(reward, "golden", self.case.id, "failed", self.failure_message(reward), data)
+
+
+def describe_input(completion: Any, columns: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    lines = [f"completion: {_short(completion, 600)}"]
+    for key, value in columns.items():
+        lines.append(f"{key}: {_short(value, 300)}")
+    if params:
+        lines.append(f"params: {_short(dict(params), 300)}")
+    return lines
+
+
+def _short(value: Any, limit: int = 400) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=repr, ensure_ascii=False)
+    text = repr(text) if isinstance(value, str) else text
+    return text if len(text) <= limit else f"{text[: limit - 40]} ... ({len(text)} characters)"
+
+
+def _num(value: float | None) -> str:
+    return "None" if value is None else f"{value:.10g}"
+
+
+def golden_samples(cases: Sequence[GoldenCase]) -> list[dict[str, Any]]:
+    """The runtime's samples for golden cases: completion (text or chat), prompt, columns."""
+    samples = []
+    for case in cases:
+        columns = case.sample_columns()
+        samples += prepare_samples([case.completion_value()], {k: [v] for k, v in columns.items()})
+    return samples
+
+
+def run_golden_case(
+    spec: RewardSpec, case: GoldenCase, *, runtime: RewardRuntime | None = None, workers: int = DEFAULT_WORKERS
+) -> GoldenResult:
+    """Score one golden case through the reward runtime and compare it with its expectation.
+
+    ``runtime`` (optional) must hold ``spec`` bound with ``case.params``; without one, a
+    runtime is started for the case and closed after it.
+    """
+    try:
+        bound = bind_reward(spec, case.params)
+    except GrpoHostError as exc:
+        return GoldenResult(case, "error", None, problem=f"its params are not valid: {exc}")
+    if runtime is not None:
+        return score_cases(runtime, bound.name, [case])[0]
+    with RewardRuntime([bound], workers=workers) as fresh:
+        return score_cases(fresh, bound.name, [case])[0]
+
+
+def score_cases(runtime: RewardRuntime, name: str, cases: Sequence[GoldenCase]) -> list[GoldenResult]:
+    """Score golden cases in one batch, as a training step would."""
+    rows = runtime.score(golden_samples(cases))[name]
+    return [GoldenResult(c, r.outcome, r.score, r.details, r.seconds) for c, r in zip(cases, rows, strict=True)]
+
+
+def params_key(params: Mapping[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=repr)
+
+
+@dataclass
+class Baseline:
+    """The honest input probes are measured against: a golden case with the top expected score."""
+
+    case: GoldenCase
+    params: dict[str, Any]
+    columns: dict[str, Any]
+    text: str
+    honest: list[GoldenResult]  # the top-scoring cases that share its params, as scored
+
+
+class RewardHarness:
+    """Golden cases, conformance checks and probes of one reward, scored lazily and cached."""
+
+    def __init__(self, spec: RewardSpec, *, workers: int = DEFAULT_WORKERS):
+        self.spec = spec
+        self.workers = workers
+        self._runtimes: dict[str, tuple[RewardRuntime, BoundReward]] = {}
+        self._golden: GoldenFile | None | bool = False  # False: not read yet
+        self._golden_results: dict[str, GoldenResult] | None = None
+        self._conformance: dict[str, CheckResult] | None = None
+        self._probes: dict[str, CheckResult] | None = None
+
+    # -- the golden file ---------------------------------------------------------------------
+    @property
+    def golden_path(self) -> str:
+        found = find_golden_file(self.spec)
+        return str(found) if found is not None else expected_golden_path(self.spec)
+
+    @property
+    def golden(self) -> GoldenFile | None:
+        """The reward's golden file (None when it ships none); raises GoldenFileError when bad."""
+        if self._golden is False:
+            path = find_golden_file(self.spec)
+            self._golden = None if path is None else load_golden_file(path, reward=self.spec.name)
+        return self._golden  # type: ignore[return-value]
+
+    def missing_golden_message(self) -> str:
+        return (
+            f"reward {self.spec.name!r} ships no golden file; expected one at {self.golden_path} "
+            "(or name it with @grpo_host.reward(golden=...)). Write a few cases: docs/golden-format.md"
+        )
+
+    # -- scoring -----------------------------------------------------------------------------
+    def bound(self, params: Mapping[str, Any]) -> tuple[RewardRuntime, BoundReward]:
+        key = params_key(params)
+        if key not in self._runtimes:
+            bound = bind_reward(self.spec, params)
+            self._runtimes[key] = (RewardRuntime([bound], workers=self.workers), bound)
+        return self._runtimes[key]
+
+    def score(self, samples: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> list[SampleResult]:
+        runtime, bound = self.bound(params)
+        if not samples:
+            return []
+        return runtime.score(samples)[bound.name]
+
+    def golden_results(self) -> dict[str, GoldenResult]:
+        """Every golden case scored, one batch per distinct params."""
+        if self._golden_results is None:
+            golden = self.golden
+            results: dict[str, GoldenResult] = {}
+            groups: dict[str, list[GoldenCase]] = {}
+            for case in golden.cases if golden else []:
+                groups.setdefault(params_key(case.params), []).append(case)
+            for cases in groups.values():
+                try:
+                    runtime, bound = self.bound(cases[0].params)
+                except GrpoHostError as exc:
+                    for case in cases:
+                        results[case.id] = GoldenResult(case, "error", None, problem=f"its params are not valid: {exc}")
+                    continue
+                for result in score_cases(runtime, bound.name, cases):
+                    results[result.case.id] = result
+            path = golden.path if golden else ""
+            self._golden_results = {}
+            for case in golden.cases if golden else []:  # in file order
+                results[case.id].path = path
+                self._golden_results[case.id] = results[case.id]
+        return self._golden_results
+
+    def golden_result(self, case_id: str) -> GoldenResult:
+        return self.golden_results()[case_id]
+
+    def baseline(self) -> Baseline | None:
+        """A golden case with the highest expected score (default params preferred), or None."""
+        golden = self.golden
+        scored = [c for c in (golden.cases if golden else []) if c.score is not None]
+        if not scored:
+            return None
+        top = max(c.score for c in scored)
+        tied = [c for c in scored if c.score >= top - c.tolerance]
+        case = min(tied, key=lambda c: len(c.params))  # stable: the first of the simplest
+        results = self.golden_results()
+        honest = [results[c.id] for c in tied if params_key(c.params) == params_key(case.params)]
+        return Baseline(case, dict(case.params), case.sample_columns(), case.completion_text(), honest)
+
+    def conformance(self) -> dict[str, CheckResult]:
+        if self._conformance is None:
+            from grpo_host.golden.conformance import run_conformance
+
+            self._conformance = run_conformance(self)
+        return self._conformance
+
+    def probes(self) -> dict[str, CheckResult]:
+        if self._probes is None:
+            from grpo_host.golden.probes import run_probes
+
+            self._probes = run_probes(self)
+        return self._probes
+
+    # -- everything at once (the CLI) --------------------------------------------------------
+    def run_checks(self, kinds: Iterable[str] = CHECK_KINDS) -> list[CheckResult]:
+        kinds = set(kinds)
+        name = self.spec.name
+        try:
+            golden = self.golden
+        except GrpoHostError as exc:
+            return [CheckResult(name, "setup", "golden-file", "failed", str(exc))]
+        checks: list[CheckResult] = []
+        if "golden" in kinds:
+            if golden is None:
+                checks.append(CheckResult(name, "setup", "golden-file", "failed", self.missing_golden_message()))
+            checks += [r.to_check(name) for r in self.golden_results().values()]
+        if "conformance" in kinds:
+            checks += list(self.conformance().values())
+        if "probes" in kinds:
+            checks += list(self.probes().values())
+        return checks
+
+    def close(self) -> None:
+        for runtime, _ in self._runtimes.values():
+            runtime.close()
+        self._runtimes.clear()
+
+    def __enter__(self) -> RewardHarness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def same_result(a: SampleResult, b: SampleResult) -> bool:
+    if a.outcome != b.outcome:
+        return False
+    if a.outcome != "ok":
+        return True
+    return math.isclose(a.score, b.score, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def describe_result(result: SampleResult) -> str:
+    if result.outcome == "ok":
+        return f"{_num(result.score)}"
+    error = result.details.get("error")
+    return f"{result.outcome}" + (f" ({error})" if error else "")
+
+
+# -- choosing rewards --------------------------------------------------------------------------
+def select_rewards(manager: Any, names: Sequence[str] | None) -> tuple[list[RewardSpec], list[CheckResult]]:
+    """The rewards to test (all installed when ``names`` is empty) and setup problems.
+
+    Named rewards that are unknown raise the manager's error (with a did-you-mean). When all
+    rewards are tested, a plugin that failed to load, or two plugins claiming one name, are
+    setup failures: the suite must not pass with a reward silently missing.
+    """
+    if names:
+        return [manager.get_reward(name) for name in dict.fromkeys(names)], []
+    problems = [
+        CheckResult(p.name, "setup", "plugin-loads", "failed", f"plugin {p.name} {p.version} did not load: {p.error}")
+        for p in manager.plugins if p.status == "broken"
+    ]
+    for (kind, reward), owners in sorted(manager.conflicts.items()):
+        if kind == "reward":
+            problems.append(CheckResult(reward, "setup", "unique-name", "failed",
+                                        f"reward {reward!r} is claimed by {' and '.join(owners)}; uninstall one"))
+    return sorted(manager.rewards.values(), key=lambda s: s.name), problems
