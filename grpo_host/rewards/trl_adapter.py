@@ -92,12 +92,21 @@ class RewardSet:
     def provenance(self) -> list[dict[str, Any]]:
         return [r.provenance() for r in self.rewards]
 
-    def results_for(self, completions: Sequence[Any], prompts: Sequence[Any] | None, columns: Mapping[str, Any]):
+    def results_for(
+        self,
+        completions: Sequence[Any],
+        prompts: Sequence[Any] | None,
+        columns: Mapping[str, Any],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+    ):
         key = (id(completions), id(prompts), len(completions))
         if key != self._batch_key:
             cols = {k: v for k, v in columns.items() if k not in TRL_EXTRAS and isinstance(v, (list, tuple))}
             if prompts is not None:
                 cols["prompt"] = list(prompts)
+            # Token ids travel to the workers only when a reward asks for them (exact token counts).
+            if completion_ids is not None and any("completion_ids" in r.spec.wants for r in self.rewards):
+                cols["completion_ids"] = [[int(t) for t in ids] for ids in completion_ids]
             samples = prepare_samples(completions, cols)
             self._batch = self.runtime.score(samples)
             self._batch_key = key
@@ -147,7 +156,7 @@ class TRLReward:
     def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float | None]:
         if completions is None:
             raise TypeError(f"reward {self.__name__!r} called without completions")
-        results = self.reward_set.results_for(completions, prompts, kwargs)[self.__name__]
+        results = self.reward_set.results_for(completions, prompts, kwargs, completion_ids)[self.__name__]
         return [r.score if r.outcome == "ok" else None for r in results]
 
     def __repr__(self) -> str:
