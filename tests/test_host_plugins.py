@@ -116,7 +116,8 @@ def test_block_and_allow_lists(plugin_dir):
     write_distribution(plugin_dir, "grpo-reward-other", {"other_plugin": HOOKED.format(name="other")}, {"o": "other_plugin"})
 
     def statuses(env):
-        return {p.name: p.status for p in PluginManager(environ=env).plugins if p.name.startswith("grpo-reward-")}
+        mine = {"grpo-reward-shout", "grpo-reward-other"}
+        return {p.name: p.status for p in PluginManager(environ=env).plugins if p.name in mine}
 
     assert statuses({}) == {"grpo-reward-shout": "ok", "grpo-reward-other": "ok"}
     assert statuses({"GRPO_HOST_DISABLE_PLUGINS": "grpo_reward_shout"}) == {
