@@ -1,0 +1,512 @@
+"""The run config: one YAML file, validated by pydantic, with ``--set KEY=VALUE`` overrides.
+
+A run is described by sections (model, data, rewards, grpo, peft, quantization, precision,
+checkpointing, eval, output, backend, ...). Every section rejects unknown keys with a
+did-you-mean; ``grpo`` passes through to TRL's ``GRPOConfig`` and is checked against its
+fields when training starts (``check_grpo_fields``), not when the config is loaded, so that
+loading, ``--print-config`` and ``--schema`` never import torch, transformers or trl.
+
+A config error names the field, the bad value and what is allowed::
+
+    config error in run.yaml: precision: 'bf32' is not allowed; allowed: 'auto', 'no', 'bf16', 'fp16'
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import importlib.util
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from grpo_host.errors import GrpoHostError, did_you_mean
+
+DEFAULT_CONFIG = Path(__file__).parent / "training" / "default.yaml"
+BUILTIN_MODEL = "builtin:tiny-qwen2"
+BUILTIN_DATA = "builtin:arithmetic"
+
+# GRPOConfig fields that a section of the run config owns; setting them under `grpo` would
+# leave two sources of truth, so the error points at the section instead.
+HOST_OWNED_GRPO_FIELDS = {
+    "output_dir": "output.dir / checkpointing.dir",
+    "reward_weights": "rewards[].weight",
+    "bf16": "precision",
+    "fp16": "precision",
+    "gradient_checkpointing": "gradient_checkpointing",
+    "save_steps": "checkpointing.steps",
+    "save_total_limit": "checkpointing.keep",
+    "resume_from_checkpoint": "checkpointing.resume",
+    "eval_strategy": "eval.enabled",
+    "eval_steps": "eval.steps",
+    "push_to_hub": "output.push_to_hub",
+    "hub_model_id": "output.hub_model_id",
+    "seed": "seed",
+    "model_init_kwargs": "model",
+    "trust_remote_code": "model.trust_remote_code",
+}
+
+
+class ConfigError(GrpoHostError, ValueError):
+    """The run config is invalid; the message names the field, the value and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(_Section):
+    """The policy model."""
+
+    id: str = Field(BUILTIN_MODEL, description="A Hugging Face model id, a local path, or builtin:tiny-qwen2 "
+                    "(a tiny Qwen2 built from a config with a locally trained tokenizer; nothing downloaded).")
+    tokenizer: str | None = Field(None, description="Tokenizer id or path when it differs from the model's.")
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype: auto = bfloat16 on a GPU that supports it, else float32.")
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto", description="auto = flash_attention_2 when flash_attn imports, else sdpa.")
+    trust_remote_code: bool = False
+    builtin: dict[str, Any] = Field(default_factory=dict, description="For builtin:tiny-qwen2: Qwen2Config "
+                                    "fields (hidden_size, num_hidden_layers, ...) and tokenizer_vocab_size.")
+
+
+class DataSection(_Section):
+    """The prompts: a local file, a Hugging Face dataset, or the built-in arithmetic set."""
+
+    source: str = Field(BUILTIN_DATA, description="A .json/.jsonl/.parquet file, a Hugging Face dataset "
+                        "name, or builtin:arithmetic (generated).")
+    subset: str | None = Field(None, description="The Hugging Face dataset's config name.")
+    split: str = "train"
+    builtin: dict[str, Any] = Field(default_factory=dict, description="For builtin:arithmetic: n, seed, "
+                                    "max_operand, operations.")
+    prompt_column: str = "prompt"
+    template: str | None = Field(None, description="A Python format string over the row's columns, e.g. "
+                                 "'Solve: {question}'; replaces prompt_column.")
+    system_prompt: str | None = None
+    chat_template: Literal["auto", True, False] = Field(
+        "auto", description="Send prompts as chat messages; auto = when the tokenizer has a chat template.")
+    eval_split: float | int | str | None = Field(
+        None, description="Held-out eval data: a fraction (0.05), a row count (200), or a split name.")
+    max_samples: int | None = Field(None, ge=1)
+    shuffle_seed: int | None = 0
+
+    @field_validator("eval_split")
+    @classmethod
+    def _eval_split(cls, value: Any) -> Any:
+        if isinstance(value, float) and not 0.0 < value < 1.0:
+            raise ValueError("a fraction must be between 0 and 1")
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError("a row count must be at least 1")
+        return value
+
+
+class RewardEntry(_Section):
+    """One reward of the run. A plain string in the list means ``{name: ...}``."""
+
+    name: str
+    weight: float = 1.0
+    timeout: float | None = Field(None, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    alias: str | None = Field(None, description="The name its metrics are logged under (to use a reward twice).")
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+    def to_item(self) -> dict[str, Any]:
+        """The form `grpo_host.rewards.trl_adapter.resolve_reward_item` reads."""
+        item: dict[str, Any] = {"name": self.name, "params": dict(self.params), "weight": self.weight}
+        if self.timeout is not None:
+            item["timeout"] = self.timeout
+        if self.alias:
+            item["alias"] = self.alias
+        return item
+
+
+class PeftSection(_Section):
+    """LoRA through PEFT."""
+
+    enabled: bool = False
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field("all-linear", description="'all-linear' or module names.")
+    bias: Literal["none", "all", "lora_only"] = "none"
+    modules_to_save: list[str] | None = None
+
+
+class QuantizationSection(_Section):
+    """4-bit loading through bitsandbytes (QLoRA); needs a CUDA GPU and `pip install grpo-host[quant]`."""
+
+    load_in_4bit: bool = False
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+
+class CheckpointingSection(_Section):
+    dir: str | None = Field(None, description="Default: <output.dir>/checkpoints.")
+    steps: int = Field(50, ge=1, description="Save a checkpoint every this many steps.")
+    keep: int | None = Field(2, ge=1, description="How many checkpoints to keep (null: all).")
+    resume: bool | str = Field(True, description="true: resume from the last checkpoint when one exists; "
+                               "false: start over; a path: resume from that checkpoint.")
+
+
+class EvalSection(_Section):
+    enabled: bool = False
+    steps: int = Field(50, ge=1, description="Evaluate every this many steps (needs data.eval_split).")
+
+
+class OutputSection(_Section):
+    dir: str | None = Field(None, description="Default: ./grpo-runs/<config name>.")
+    save_model: bool = True
+    merge_lora: bool = Field(True, description="Save the LoRA merged into the base model (the adapter is "
+                             "saved too, under adapter/).")
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private: bool = True
+    report: bool = Field(True, description="Write report.html and reward_curves.png at the end.")
+    samples_per_log: int = Field(4, ge=0, description="Sample completions kept per logged step (samples.jsonl).")
+
+    @model_validator(mode="after")
+    def _hub(self) -> OutputSection:
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("push_to_hub needs hub_model_id (e.g. 'me/my-grpo-model')")
+        return self
+
+
+class BackendSection(_Section):
+    name: str = "accelerate"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunConfig(_Section):
+    """A grpo-host training run."""
+
+    run_name: str | None = None
+    seed: int = 42
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    rewards: list[RewardEntry] = Field(min_length=1)
+    grpo: dict[str, Any] = Field(default_factory=dict, description="Any trl.GRPOConfig field (num_generations, "
+                                 "max_completion_length, beta, loss_type, scale_rewards, temperature, "
+                                 "learning_rate, max_steps, ...); checked against TRL's fields when training starts.")
+    peft: PeftSection = Field(default_factory=PeftSection)
+    quantization: QuantizationSection = Field(default_factory=QuantizationSection)
+    precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision: auto = bf16 on a GPU that supports it, else no.")
+    gradient_checkpointing: bool = False
+    checkpointing: CheckpointingSection = Field(default_factory=CheckpointingSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+    backend: BackendSection = Field(default_factory=BackendSection)
+    tracking: list[str] = Field(default_factory=list, description="Trackers to enable (from grpo_trackers "
+                                "plugins), e.g. [mlflow].")
+    tracking_params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per tracker settings, "
+                                                       "passed in run_info['tracking_params'][name].")
+    rewards_error_threshold: float = Field(0.10, ge=0.0, le=1.0, description="Stop the run when a reward's "
+                                           "share of errors and timeouts passes this.")
+    reward_workers: int | None = Field(None, ge=0, description="Reward worker processes (default: the cores "
+                                       "available; 0 scores in the training process).")
+    launch: dict[str, Any] = Field(default_factory=dict, description="Options of `grpo-host launch TARGET` "
+                                   "(e.g. launch.sagemaker: instance_type, ...); training does not read them.")
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _reward_strings(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("rewards")
+    @classmethod
+    def _unique_rewards(cls, value: list[RewardEntry]) -> list[RewardEntry]:
+        keys = [r.key for r in value]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"{', '.join(dupes)} listed twice; give one an alias to use a reward twice")
+        return value
+
+    @field_validator("grpo")
+    @classmethod
+    def _grpo_owned(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key in HOST_OWNED_GRPO_FIELDS:
+                raise ValueError(f"{key!r} is set through {HOST_OWNED_GRPO_FIELDS[key]}, not grpo.{key}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross(self) -> RunConfig:
+        if self.quantization.load_in_4bit and not self.peft.enabled:
+            raise ValueError("quantization.load_in_4bit trains through LoRA: set peft.enabled: true (QLoRA)")
+        return self
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> str:
+        return self.checkpointing.dir or str(Path(self.output.dir or ".") / "checkpoints")
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.model_dump(mode="json"))
+
+
+# -- loading -------------------------------------------------------------------------------------
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, rewards:, ...), "
+                          f"not a {type(data).__name__}")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    output_dir: str | None = None,
+    backend: str | None = None,
+    base_dir: str | Path | None = None,
+) -> RunConfig:
+    """Read a run config (the embedded default when ``path`` is None), apply ``--set``
+    overrides (a nested dict, see ``grpo_host.cli.common.parse_sets``) and the CLI's
+    ``--output-dir``/``--backend``, validate, and resolve the output dir to an absolute path."""
+    source = str(path) if path is not None else "the embedded default config"
+    raw = read_yaml(path if path is not None else DEFAULT_CONFIG)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    if output_dir:
+        raw.setdefault("output", {})
+        if not isinstance(raw["output"], dict):
+            raise ConfigError("output must be a mapping (dir:, merge_lora:, ...)")
+        raw["output"]["dir"] = output_dir
+    if backend:
+        raw.setdefault("backend", {})
+        if not isinstance(raw["backend"], dict):
+            raise ConfigError("backend must be a mapping (name:, params:)")
+        raw["backend"]["name"] = backend
+    config = validate_config(raw, source)
+    base = Path(base_dir) if base_dir else Path.cwd()
+    if not config.output.dir:
+        stem = "default" if path is None else Path(path).stem
+        config.output.dir = str(base / "grpo-runs" / stem)
+    config.output.dir = str((base / config.output.dir).resolve())
+    if config.checkpointing.dir:
+        config.checkpointing.dir = str((base / config.checkpointing.dir).resolve())
+    if config.run_name is None:
+        config.run_name = Path(config.output.dir).name
+    return config
+
+
+def load_resolved(path: str | Path) -> RunConfig:
+    """A config written by the host (paths already absolute): what the worker reads."""
+    return validate_config(read_yaml(path), str(path))
+
+
+def validate_config(raw: Mapping[str, Any], source: str = "the config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, raw)) from None
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``--set`` values. ``rewards.<name>.<field>`` addresses a reward by name or alias."""
+    result = copy.deepcopy(dict(raw))
+    _merge(result, overrides, "")
+    return result
+
+
+def _merge(target: dict[str, Any], overrides: Mapping[str, Any], prefix: str) -> None:
+    for key, value in overrides.items():
+        path = f"{prefix}{key}"
+        current = target.get(key)
+        if key == "rewards" and not prefix and isinstance(value, dict) and isinstance(current, list):
+            target[key] = _merge_rewards(current, value)
+        elif isinstance(value, dict) and isinstance(current, dict):
+            _merge(current, value, f"{path}.")
+        elif isinstance(value, dict) and current is not None and not isinstance(current, dict):
+            raise ConfigError(f"--set {path}.…: {path} is {current!r}, not a section with fields")
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _merge_rewards(entries: list[Any], overrides: Mapping[str, Any]) -> list[Any]:
+    entries = [{"name": e} if isinstance(e, str) else copy.deepcopy(e) for e in entries]
+    by_key = {}
+    for entry in entries:
+        if isinstance(entry, dict):
+            by_key[entry.get("alias") or entry.get("name")] = entry
+    for name, value in overrides.items():
+        if name not in by_key:
+            raise ConfigError(f"--set rewards.{name}.…: the run has no reward {name!r}; its rewards: "
+                              f"{', '.join(map(str, by_key)) or '(none)'}{did_you_mean(str(name), map(str, by_key))}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"--set rewards.{name}=…: set a field of it, e.g. rewards.{name}.weight=2")
+        _merge(by_key[name], value, f"rewards.{name}.")
+    return entries
+
+
+# -- error messages ------------------------------------------------------------------------------
+def format_validation_error(exc: ValidationError, source: str, raw: Mapping[str, Any]) -> str:
+    lines = [_describe(err, raw) for err in exc.errors(include_url=False)]
+    head = f"config error in {source}: " if len(lines) == 1 else f"config errors in {source}:\n  "
+    return head + "\n  ".join(lines)
+
+
+def _describe(err: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    loc = [p for p in err.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-"))]
+    # pydantic puts the union member or literal tried at the end of loc; keep the field path.
+    loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool", "list[str]")))]
+    field = _dotted(loc, raw)
+    kind = err.get("type", "")
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        parent_model = _model_at(loc[:-1])
+        allowed = list(parent_model.model_fields) if parent_model else []
+        name = str(loc[-1]) if loc else "?"
+        return (f"{field}: unknown field {name!r}; allowed: {', '.join(allowed)}"
+                f"{did_you_mean(name, allowed)}")
+    if kind == "missing":
+        return f"{field}: required field is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{field}: {value!r} is not allowed; allowed: {expected}"
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    allowed = _allowed_text(loc)
+    return f"{field}: {value!r} is not valid ({msg}){allowed}"
+
+
+def _dotted(loc: Sequence[Any], raw: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int) and parts and parts[-1] == "rewards" and isinstance(node, list):
+            entry = node[part] if part < len(node) else None
+            name = entry if isinstance(entry, str) else (entry or {}).get("name") if isinstance(entry, dict) else None
+            parts[-1] = f"rewards[{part}{f' ({name})' if name else ''}]"
+            node = entry
+            continue
+        parts.append(str(part))
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return ".".join(parts) or "(top level)"
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = RunConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return model
+
+
+def _allowed_text(loc: Sequence[Any]) -> str:
+    """What the field takes, from its annotation and constraints: '; allowed: a number >= 1'."""
+    if not loc:
+        return ""
+    model = _model_at(loc[:-1])
+    name = loc[-1]
+    if model is None or not isinstance(name, str) or name not in model.model_fields:
+        return ""
+    info = model.model_fields[name]
+    annotation = str(info.annotation).replace("typing.", "")
+    annotation = getattr(info.annotation, "__name__", annotation)
+    bounds = []
+    for meta in info.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{sign} {getattr(meta, attr)}")
+    text = f"; allowed: {annotation}"
+    if bounds:
+        text += " " + " and ".join(bounds)
+    return text
+
+
+# -- the grpo passthrough ------------------------------------------------------------------------
+@cache
+def grpo_field_names() -> frozenset[str] | None:
+    """GRPOConfig's fields (with TrainingArguments'), read from TRL's and transformers' source
+    with ``ast``: a check in a fraction of a second instead of importing torch. None when the
+    sources cannot be found (the worker then checks against the imported class)."""
+    files = []
+    for package, rel in (("trl", "trainer/grpo_config.py"), ("trl", "trainer/base_config.py"),
+                         ("transformers", "training_args.py")):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(next(iter(spec.submodule_search_locations))) / rel
+        if path.is_file():
+            files.append(path)
+    if not files:
+        return None
+    names: set[str] = set()
+    wanted = {"GRPOConfig", "_BaseConfig", "TrainingArguments"}
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name in wanted:
+                for item in node.body:
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                        if not item.target.id.startswith("_"):
+                            names.add(item.target.id)
+    return frozenset(names) if "num_generations" in names else None
+
+
+def check_grpo_fields(grpo: Mapping[str, Any], fields: Sequence[str] | frozenset[str] | None = None) -> None:
+    """Refuse keys of ``grpo`` that GRPOConfig does not have, with a did-you-mean."""
+    fields = grpo_field_names() if fields is None else fields
+    if not fields:
+        return
+    unknown = [k for k in grpo if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        raise ConfigError(
+            f"grpo.{key}: unknown GRPOConfig field{hint}; grpo takes any field of trl.GRPOConfig "
+            f"(see `python -c \"import trl; help(trl.GRPOConfig)\"`)"
+            + (f"; also unknown: {', '.join(unknown[1:])}" if len(unknown) > 1 else "")
+        )
+
+
+# -- output --------------------------------------------------------------------------------------
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = RunConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "grpo-host run config"
+    return schema

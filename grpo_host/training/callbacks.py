@@ -1,0 +1,203 @@
+"""TrainerCallbacks of the training worker: the metrics record, progress, trackers.
+
+``RunRecorder`` turns each of the trainer's log events into one record of ``metrics.jsonl``:
+TRL's own metrics (``reward``, ``rewards/<name>/mean``, ``loss``, ``kl``, ``step_time``,
+completion lengths, ...) plus the reward runtime's outcome counts per reward
+(``rewards/<name>/ok|not_applicable|error|timeout``, summed over every process since the last
+log) and whatever the registered metric sources add (GPU metrics, reward-health flags). It
+keeps a few sample completions with their scores (``samples.jsonl``), reports progress to the
+host, and feeds the enabled trackers. Only the main process writes files or calls trackers;
+the outcome counts are gathered from every process first, which is why ``on_log`` runs
+everywhere.
+
+To add metrics, either put a callback before ``RunRecorder`` that adds keys to ``logs`` in its
+``on_log``, or register a source: ``recorder.metric_sources.append(lambda: {"gpu/util": ...})``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from grpo_host.rewards.spec import OUTCOMES
+
+PROGRESS_PREFIX = "@grpo-host-progress "
+METRICS_FILE = "metrics.jsonl"
+EVAL_METRICS_FILE = "eval_metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+
+
+def emit_progress(event: str, **data: Any) -> None:
+    """One machine-readable line for the host's progress bar (when the host asked for them)."""
+    if os.environ.get("GRPO_HOST_PROGRESS") == "1":
+        sys.stdout.write(PROGRESS_PREFIX + json.dumps({"event": event, **data}, default=_num) + "\n")
+        sys.stdout.flush()
+
+
+def _num(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop records past ``max_step``: a resumed run logs those steps again."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= max_step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a hard kill
+    path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+
+
+class RunRecorder(TrainerCallback):
+    def __init__(
+        self,
+        output_dir: str | Path,
+        reward_set: Any,
+        *,
+        is_main: bool,
+        trackers: Any = None,
+        samples_per_log: int = 4,
+    ):
+        self.output_dir = Path(output_dir)
+        self.reward_set = reward_set
+        self.reward_names = [r.name for r in reward_set.rewards]
+        self.is_main = is_main
+        self.trackers = trackers  # a grpo_host.tracking.TrackerSet (it isolates failures)
+        self.samples_per_log = samples_per_log
+        self.metric_sources: list[Callable[[], dict[str, Any]]] = []
+        # Like metric_sources, but handed the record built so far (reward health reads it).
+        self.record_sources: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
+        self._seen_batches = 0
+        self._start = time.monotonic()
+        self._last_step_logged = -1
+        self.records_written = 0
+
+    # -- trainer events ------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.monotonic()
+        self._seen_batches = len(self.reward_set.step_log)
+        if self.is_main:
+            emit_progress("start", step=state.global_step, max_steps=state.max_steps, rewards=self.reward_names)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = dict(logs or {})
+        is_eval = any(k.startswith("eval_") for k in logs)
+        is_train_step = "reward" in logs
+        counts = self._outcome_counts() if (is_train_step and not is_eval) else {}
+        if not self.is_main:
+            return
+        if not (is_train_step or is_eval):
+            return  # the trainer's closing summary (train_runtime, ...): not a step
+        record: dict[str, Any] = {"step": state.global_step}
+        record.update({k: _clean(v) for k, v in logs.items() if isinstance(v, (int, float, str, type(None)))})
+        record.update(counts)
+        for source in [*self.metric_sources, *self.record_sources]:
+            try:
+                record.update((source(record) if source in self.record_sources else source()) or {})
+            except Exception as exc:  # noqa: BLE001 - a metric source must not stop training
+                record.setdefault("metric_source_errors", []).append(f"{type(exc).__name__}: {exc}")
+        record["elapsed"] = round(time.monotonic() - self._start, 3)
+        name = EVAL_METRICS_FILE if is_eval else METRICS_FILE
+        with open(self.output_dir / name, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=_num) + "\n")
+        if is_eval:
+            return
+        self.records_written += 1
+        self._write_samples(state.global_step)
+        if self.trackers:
+            self.trackers.log_metrics(state.global_step, record)
+        emit_progress(
+            "log",
+            step=state.global_step,
+            max_steps=state.max_steps,
+            reward=record.get("reward"),
+            rewards={n: record.get(f"rewards/{n}/mean") for n in self.reward_names},
+            step_time=record.get("step_time"),
+            bad={n: counts.get(f"rewards/{n}/error", 0) + counts.get(f"rewards/{n}/timeout", 0)
+                 for n in self.reward_names},
+        )
+        if os.environ.get("GRPO_HOST_PROGRESS") != "1":
+            parts = ", ".join(f"{n} {_fmt(record.get(f'rewards/{n}/mean'))}" for n in self.reward_names)
+            print(f"step {state.global_step}/{state.max_steps}  reward {_fmt(record.get('reward'))} ({parts})  "
+                  f"{_fmt(record.get('step_time'))} s/step", flush=True)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _outcome_counts(self) -> dict[str, int]:
+        """Outcome counts of every batch scored since the last log, summed over all processes."""
+        batches = self.reward_set.step_log[self._seen_batches :]
+        self._seen_batches = len(self.reward_set.step_log)
+        local = {f"rewards/{n}/{o}": 0 for n in self.reward_names for o in OUTCOMES}
+        for batch in batches:
+            for key in local:
+                local[key] += int(batch.get(key, 0))
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, local)
+            local = {k: sum(g[k] for g in gathered) for k in local}
+        return local
+
+    def _write_samples(self, step: int) -> None:
+        if self.samples_per_log <= 0:
+            return
+        samples = list(getattr(self.reward_set, "last_samples", []) or [])
+        batch = getattr(self.reward_set, "_batch", {}) or {}
+        if not samples or step == self._last_step_logged:
+            return
+        self._last_step_logged = step
+        # Spread the picks over the batch: different prompts, not one group's near-copies.
+        stride = max(1, len(samples) // self.samples_per_log)
+        rows = []
+        for index in list(range(0, len(samples), stride))[: self.samples_per_log]:
+            sample = samples[index]
+            row = {"step": step, "prompt": _prompt_text(sample.get("prompt")), "completion": sample.get("completion", "")}
+            for column in ("answer", "solution", "target"):
+                if column in sample:
+                    row[column] = sample[column]
+            row["rewards"] = {}
+            for name, results in batch.items():
+                if index < len(results):
+                    result = results[index]
+                    row["rewards"][name] = {"score": result.score, "outcome": result.outcome,
+                                            "details": result.details}
+            rows.append(row)
+        with open(self.output_dir / SAMPLES_FILE, "a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, default=str) + "\n")
+
+
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, list):
+        return "\n".join(f"[{m.get('role', '?')}] {m.get('content', '')}" for m in prompt if isinstance(m, dict))
+    return "" if prompt is None else str(prompt)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):.3f}"
+    except (TypeError, ValueError):
+        return str(value)

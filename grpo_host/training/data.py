@@ -1,0 +1,116 @@
+"""The run's prompts: load a data set and shape each row into what GRPOTrainer reads.
+
+Sources: ``builtin:arithmetic`` (generated), a local ``.json``/``.jsonl``/``.parquet``/``.csv``
+file or a folder saved with ``save_to_disk``, or a Hugging Face dataset name. The prompt comes
+from ``prompt_column`` or from ``template`` (a format string over the row's columns); with a
+chat template it becomes ``[system?, user]`` messages, else plain text with the system prompt
+in front. Every other column stays, because rewards read them (``answer``, ...).
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any
+
+from grpo_host.config import BUILTIN_DATA, ConfigError, DataSection
+
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def load_datasets(section: DataSection, tokenizer: Any) -> tuple[Any, Any | None]:
+    """``(train, eval or None)``, with a ``prompt`` column in TRL's form."""
+    train = _load(section, section.split)
+    eval_ds = None
+    held_out = section.eval_split
+    if isinstance(held_out, str):
+        eval_ds = _load(section, held_out)
+    if section.shuffle_seed is not None:
+        train = train.shuffle(seed=section.shuffle_seed)
+    if held_out is not None and not isinstance(held_out, str):
+        if isinstance(held_out, int) and held_out >= len(train):
+            raise ConfigError(f"data.eval_split: {held_out} rows held out of {len(train)}; hold out fewer")
+        parts = train.train_test_split(test_size=held_out, seed=section.shuffle_seed or 0, shuffle=False)
+        train, eval_ds = parts["train"], parts["test"]
+    if section.max_samples is not None:
+        train = train.select(range(min(section.max_samples, len(train))))
+    use_chat = _use_chat(section, tokenizer)
+    train = shape_prompts(train, section, use_chat)
+    if eval_ds is not None:
+        eval_ds = shape_prompts(eval_ds, section, use_chat)
+    return train, eval_ds
+
+
+def _use_chat(section: DataSection, tokenizer: Any) -> bool:
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if section.chat_template is True and not has_template:
+        raise ConfigError("data.chat_template: true, but the tokenizer has no chat template; set it to false")
+    return has_template if section.chat_template == "auto" else bool(section.chat_template)
+
+
+def _load(section: DataSection, split: str):
+    import datasets
+
+    source = section.source
+    if source.startswith("builtin:"):
+        if source != BUILTIN_DATA:
+            raise ConfigError(f"data.source: {source!r} is not a built-in data set; built-in: {BUILTIN_DATA}")
+        from grpo_host.training.builtin import arithmetic_rows
+
+        try:
+            rows = arithmetic_rows(**section.builtin)
+        except TypeError as exc:
+            raise ConfigError(f"data.builtin: {exc}; takes n, seed, max_operand, operations")
+        except ValueError as exc:
+            raise ConfigError(str(exc))
+        return datasets.Dataset.from_list(rows)
+    path = Path(source).expanduser()
+    if path.suffix.lower() in FILE_BUILDERS:
+        if not path.is_file():
+            raise ConfigError(f"data.source: file {source!r} not found")
+        return datasets.load_dataset(FILE_BUILDERS[path.suffix.lower()], data_files=str(path), split="train")
+    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+        loaded = datasets.load_from_disk(str(path))
+        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+    try:
+        return datasets.load_dataset(source, section.subset, split=split)
+    except Exception as exc:  # noqa: BLE001 - offline, misspelled, no such split: say what was tried
+        raise ConfigError(
+            f"data.source: could not load {source!r} (split {split!r}) as a Hugging Face data set: "
+            f"{type(exc).__name__}: {exc}. Give a .json/.jsonl/.parquet/.csv file, a saved dataset "
+            f"folder, a dataset name reachable from here, or {BUILTIN_DATA}"
+        )
+
+
+def shape_prompts(dataset: Any, section: DataSection, use_chat: bool) -> Any:
+    columns = list(dataset.column_names)
+    if section.template is not None:
+        wanted = {name for _, name, _, _ in string.Formatter().parse(section.template) if name}
+        missing = sorted(wanted - set(columns))
+        if missing:
+            raise ConfigError(f"data.template uses column(s) {', '.join(missing)}; the data has {', '.join(columns)}")
+    elif section.prompt_column not in columns:
+        raise ConfigError(
+            f"data.prompt_column: {section.prompt_column!r} is not a column; the data has {', '.join(columns)} "
+            "(or set data.template, e.g. 'Solve: {question}')"
+        )
+
+    def shape(row: dict[str, Any]) -> dict[str, Any]:
+        if section.template is not None:
+            text: Any = section.template.format(**row)
+        else:
+            text = row[section.prompt_column]
+        if isinstance(text, list):  # already chat messages
+            messages = list(text)
+            if section.system_prompt and not any(m.get("role") == "system" for m in messages):
+                messages.insert(0, {"role": "system", "content": section.system_prompt})
+            return {"prompt": messages}
+        if use_chat:
+            messages = [{"role": "user", "content": str(text)}]
+            if section.system_prompt:
+                messages.insert(0, {"role": "system", "content": section.system_prompt})
+            return {"prompt": messages}
+        prefix = f"{section.system_prompt}\n\n" if section.system_prompt else ""
+        return {"prompt": prefix + str(text)}
+
+    return dataset.map(shape, desc="shaping prompts")

@@ -1,0 +1,325 @@
+"""The training worker: the one entry point every backend launches.
+
+``python -m grpo_host.training.worker --config RESOLVED.yaml`` reads a run config written by
+the host (or by hand), builds the model, tokenizer, data sets and rewards, and trains with
+TRL's ``GRPOTrainer``. It resumes from the last complete checkpoint when one exists, and
+writes into the output dir: the model and tokenizer, ``run_config.yaml``,
+``reward_provenance.json``, ``metrics.jsonl``, ``samples.jsonl``, ``run.json`` (the summary)
+and the report. Launched as several processes (``accelerate launch``, ``torchrun``), every
+process trains and only the main one writes shared files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from grpo_host.config import ConfigError, RunConfig, check_grpo_fields, load_resolved
+from grpo_host.errors import GrpoHostError
+
+log = logging.getLogger("grpo_host.training")
+
+CONFIG_FILE = "run_config.yaml"
+PROVENANCE_FILE = "reward_provenance.json"
+SUMMARY_FILE = "run.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+def complete_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the checkpoints that finished saving, oldest first.
+
+    The trainer writes ``trainer_state.json`` last, so a checkpoint cut short by a hard kill
+    lacks it (or holds a truncated one) and is skipped.
+    """
+    folder = Path(folder)
+    found = []
+    if not folder.is_dir():
+        return found
+    for child in folder.iterdir():
+        match = _CHECKPOINT.match(child.name)
+        if not match or not child.is_dir():
+            continue
+        try:
+            json.loads((child / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def resume_point(config: RunConfig) -> Path | None:
+    resume = config.checkpointing.resume
+    if isinstance(resume, str):
+        path = Path(resume)
+        if not (path / "trainer_state.json").is_file():
+            raise ConfigError(f"checkpointing.resume: {resume!r} is not a complete checkpoint folder "
+                              "(no trainer_state.json); give a checkpoint-N folder, true or false")
+        return path
+    if resume is False:
+        return None
+    done = complete_checkpoints(config.checkpoint_dir)
+    return done[-1][1] if done else None
+
+
+# -- the GRPOConfig ------------------------------------------------------------------------------
+def grpo_args(config: RunConfig, precision: str, reward_weights: list[float], has_eval: bool) -> Any:
+    from trl import GRPOConfig
+
+    fields = {f.name: f for f in dataclasses.fields(GRPOConfig)}
+    check_grpo_fields(config.grpo, frozenset(fields))
+    values: dict[str, Any] = {
+        # Defaults a user may override under `grpo:`.
+        "logging_steps": 1,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "save_strategy": "steps",
+        "save_only_model": False,
+    }
+    values.update({key: _coerce(fields[key], value) for key, value in config.grpo.items()})
+    values.update(
+        output_dir=config.checkpoint_dir,
+        seed=config.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=config.gradient_checkpointing,
+        save_steps=config.checkpointing.steps,
+        save_total_limit=config.checkpointing.keep,
+        reward_weights=reward_weights,
+        eval_strategy="steps" if (config.eval.enabled and has_eval) else "no",
+        push_to_hub=False,  # the finished model is pushed once, at the end (output.push_to_hub)
+    )
+    if config.eval.enabled and has_eval:
+        values["eval_steps"] = config.eval.steps
+    if config.model.trust_remote_code:
+        values["trust_remote_code"] = True
+    if not _cuda():
+        values["use_cpu"] = True
+    try:
+        return GRPOConfig(**values)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"grpo: TRL refused the settings: {exc}")
+
+
+def _coerce(field: dataclasses.Field, value: Any) -> Any:
+    """`--set grpo.learning_rate=1e-5` arrives as the string '1e-5' (YAML 1.1 wants a dot)."""
+    if not isinstance(value, str):
+        return value
+    kind = str(field.type)
+    for caster, name in ((int, "int"), (float, "float")):
+        if name in kind:
+            try:
+                return caster(value)
+            except ValueError:
+                continue
+    return value
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# -- the run -------------------------------------------------------------------------------------
+def run(config: RunConfig) -> dict[str, Any]:
+    from accelerate import PartialState
+
+    # On CPUs the processes must join a gloo group: without cpu=True accelerate sees no GPU
+    # and treats every process as a world of one.
+    state = PartialState(cpu=not _cuda())
+    is_main = state.is_main_process
+    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, format="%(message)s", force=True)
+    output_dir = Path(config.output.dir)
+    check_grpo_fields(config.grpo)  # fast, before anything heavy
+
+    from grpo_host.manager import get_plugin_manager
+    from grpo_host.rewards.trl_adapter import RewardSet, resolve_reward_item
+
+    manager = get_plugin_manager()
+    bound = [resolve_reward_item(entry.to_item(), manager) for entry in config.rewards]
+    from grpo_host.tracking import TrackerSet
+
+    trackers = TrackerSet.from_names(config.tracking, manager) if is_main else TrackerSet()
+
+    from grpo_host.training.callbacks import METRICS_FILE, RunRecorder, emit_progress, truncate_jsonl
+    from grpo_host.training.data import load_datasets
+    from grpo_host.training.model import build_model, resolve_precision
+    from grpo_host.training.observability import observability_callbacks
+
+    emit_progress("phase", text="building the model")
+    with state.main_process_first():  # the built-in model is built once, then read by all
+        built = build_model(config, state.local_process_index if _cuda() else None)
+        train_ds, eval_ds = load_datasets(config.data, built.tokenizer)
+    precision = resolve_precision(config.precision)
+    workers = config.reward_workers
+    if workers is None:  # the cores are shared by every training process of this machine
+        workers = max(1, _cores() // max(1, _local_world_size()))
+    reward_set = RewardSet(bound, workers=workers, error_threshold=config.rewards_error_threshold)
+    args = grpo_args(config, precision, reward_set.weights, eval_ds is not None)
+
+    checkpoint = resume_point(config)
+    resumed_step = int(_CHECKPOINT.match(checkpoint.name).group(1)) if checkpoint and _CHECKPOINT.match(checkpoint.name) else None
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if config.checkpointing.resume is False:
+            for _, old in complete_checkpoints(config.checkpoint_dir):
+                shutil.rmtree(old, ignore_errors=True)
+        (output_dir / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
+        (output_dir / PROVENANCE_FILE).write_text(json.dumps(reward_set.provenance(), indent=2), encoding="utf-8")
+        from grpo_host.training.callbacks import EVAL_METRICS_FILE, SAMPLES_FILE
+
+        for name in (METRICS_FILE, SAMPLES_FILE, EVAL_METRICS_FILE):
+            if resumed_step is not None:
+                truncate_jsonl(output_dir / name, resumed_step)
+            else:
+                (output_dir / name).unlink(missing_ok=True)
+        if checkpoint is not None:
+            log.info("resuming from %s", checkpoint)
+    state.wait_for_everyone()
+
+    from transformers import PrinterCallback
+    from trl import GRPOTrainer
+
+    recorder = RunRecorder(output_dir, reward_set, is_main=is_main, trackers=trackers,
+                           samples_per_log=config.output.samples_per_log)
+    emit_progress("phase", text="starting the trainer")
+    trainer = GRPOTrainer(
+        model=built.model,
+        reward_funcs=reward_set.callables(),
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=built.tokenizer,
+        peft_config=built.peft_config,
+        callbacks=[recorder, *observability_callbacks(recorder, reward_set, is_main=is_main)],
+    )
+    trainer.remove_callback(PrinterCallback)  # the recorder prints one readable line per step
+    run_info = {
+        "run_name": config.run_name,
+        "output_dir": str(output_dir),
+        "config": config.model_dump(mode="json"),
+        "rewards": reward_set.provenance(),
+        "tracking_params": config.tracking_params,
+        "world_size": state.num_processes,
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "model": {"id": config.model.id, "dtype": built.dtype, "attention": built.attention,
+                  "quantized": built.quantized},
+    }
+    trackers.start(run_info)
+    started = time.time()
+    status = "FAILED"
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        reward_set.close()
+        if status != "FINISHED":
+            trackers.finish(str(output_dir), status=status)
+    emit_progress("phase", text="saving the model")
+    _save(trainer, built, config, output_dir, is_main)
+    summary: dict[str, Any] = {}
+    if is_main:
+        from grpo_host.report import read_jsonl, reward_rise, write_report
+
+        records = read_jsonl(output_dir / METRICS_FILE)
+        summary = {
+            "run_name": config.run_name,
+            "output_dir": str(output_dir),
+            "model_dir": str(output_dir),
+            "final_step": trainer.state.global_step,
+            "max_steps": trainer.state.max_steps,
+            "resumed_from_step": resumed_step,
+            "train_seconds": round(time.time() - started, 2),
+            "train_runtime": result.metrics.get("train_runtime"),
+            "world_size": state.num_processes,
+            "device": str(args.device),
+            "dtype": built.dtype,
+            "attention": built.attention,
+            "precision": precision,
+            "reward_rise": reward_rise(records),
+            "rewards": [r.name for r in reward_set.rewards],
+        }
+        (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        if config.output.report:
+            emit_progress("phase", text="writing the report")
+            summary["report"] = {k: str(v) for k, v in write_report(output_dir).items()}
+            (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        trackers.finish(str(output_dir))
+        if config.output.push_to_hub:
+            _push(config, output_dir)
+        emit_progress("end", **summary)
+    state.wait_for_everyone()
+    return summary
+
+
+def _save(trainer: Any, built: Any, config: RunConfig, output_dir: Path, is_main: bool) -> None:
+    if not config.output.save_model:
+        return
+    if built.peft_config is None:
+        trainer.save_model(str(output_dir))  # model, tokenizer; gathers shards where needed
+        return
+    trainer.save_model(str(output_dir / "adapter"))
+    if not (config.output.merge_lora and is_main):
+        return
+    if built.quantized:
+        log.info("kept the LoRA adapter only (in adapter/): merging into a 4-bit base would lose precision; "
+                 "merge it into the full-precision base with peft's merge_and_unload")
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(str(output_dir))
+    built.tokenizer.save_pretrained(str(output_dir))
+
+
+def _push(config: RunConfig, output_dir: Path) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo = config.output.hub_model_id
+    api.create_repo(repo, private=config.output.hub_private, exist_ok=True)
+    api.upload_folder(folder_path=str(output_dir), repo_id=repo, ignore_patterns=["checkpoints/*"])
+    log.info("pushed the model to https://huggingface.co/%s", repo)
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grpo_host.training.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="A resolved run config (YAML), as `grpo-host train` writes it.")
+    options = parser.parse_args(argv)
+    if os.environ.get("GRPO_HOST_DIE_WITH_PARENT") == "1":
+        from grpo_host.training.launch import _die_with_parent
+
+        _die_with_parent()  # a launcher or host killed hard takes this process with it
+    try:
+        run(load_resolved(options.config))
+    except GrpoHostError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
