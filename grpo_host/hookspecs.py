@@ -80,9 +80,10 @@ def grpo_trackers() -> Sequence[object]:
       ``run_name`` (str), ``config`` (the resolved run config as JSON-able dicts),
       ``tracking_params`` (``{tracker name: its settings}``, from the config's
       ``tracking_params``), ``rewards`` (each reward's provenance: name, plugin, version,
-      import_path, params, params_hash, timeout, weight), ``resumed`` (bool: the run goes on
-      from a checkpoint). Raise with a message the user can act on when the tracker cannot
-      start (bad URI, missing package): the run stops before training.
+      import_path, params, params_hash, timeout, weight), ``resumed_from`` (the checkpoint
+      the run goes on from, or None), ``world_size`` and ``model`` (id, dtype, attention,
+      quantized). Raise with a message the user can act on when the tracker cannot start
+      (bad URI, missing package): the run stops before training.
     - ``log_metrics(step, metrics)``: one logged step's metrics, the same flat dict that goes
       into ``metrics.jsonl`` (non-numeric values included; skip what you cannot log).
     - ``finish(output_dir, status="FINISHED")``: the run is over (``status`` FINISHED, FAILED

@@ -17,10 +17,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# What ``run_info`` holds; see the ``grpo_trackers`` hook for each key's meaning.
-RUN_INFO_KEYS = ("output_dir", "run_name", "config", "tracking_params", "rewards", "resumed")
-
-
 class TrackerSet:
     def __init__(self, trackers: Iterable[Any] = ()):
         self.trackers = list(trackers)

@@ -156,3 +156,19 @@ def test_cuda_visible_devices_picks_the_devices(monkeypatch):
     finally:
         sampler.stop()
     assert {k.split("/")[1] for k in keys} == {"2", "0"}
+
+
+def test_report_draws_gpu_charts_only_when_the_run_had_gpus():
+    pytest.importorskip("matplotlib")
+    from grpo_host.report import ReportInput, section_gpu
+
+    nvml = FakeNVML(devices=2)
+    records = []
+    with GpuSampler(3600, nvml=nvml) as sampler:
+        for step in range(1, 4):
+            nvml.mem_used[1] = (20 + step) * GIB
+            records.append({"step": step, "reward": 0.1, **sampler.summary()})
+    html = section_gpu(ReportInput(records))
+    assert "<h2>GPUs</h2>" in html and "data:image/png;base64," in html
+    assert "<th>0</th>" in html and "<th>1</th>" in html and "<td>23.0</td>" in html  # GPU 1's peak memory
+    assert section_gpu(ReportInput([{"step": 1, "reward": 0.1}])) is None

@@ -225,3 +225,15 @@ def test_group_metrics_reads_groups_in_order_and_skips_non_ok():
     assert (m["rewards/r/min"], m["rewards/r/max"]) == (0.0, 2.0)
     # Plain floats (None for anything not ok) work too.
     assert group_metrics({"r": [0.5, 0.5, 0.6, 0.7, None, 0.1]}, 2)["rewards/r/frac_zero_std"] == 0.5
+
+
+def test_report_lists_the_warnings_and_says_so_when_there_are_none():
+    pytest.importorskip("matplotlib")
+    from grpo_host.report import ReportInput, build_report, section_health
+
+    ranges = {"accuracy": (0.0, 1.0), "length": (0.0, 1.0)}
+    _, rows = run(opposed_batch, steps=30, ranges=ranges)
+    page = build_report(rows)
+    assert "<h2>Reward health</h2>" in page and "opposed" in page and "gaming" in page
+    _, rows = run(healthy, steps=30, ranges=RANGES)
+    assert "No warnings" in section_health(ReportInput(rows))

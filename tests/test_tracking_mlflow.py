@@ -24,6 +24,8 @@ from grpo_host.errors import GrpoHostError  # noqa: E402
 from grpo_host.manager import PluginManager  # noqa: E402
 from grpo_host.tracking import TrackerSet  # noqa: E402
 
+from .conftest import run_cli  # noqa: E402
+
 CONFIG = {
     "run_name": "tiny",
     "model": {"name": "tiny-qwen2", "dtype": "float32"},
@@ -94,8 +96,10 @@ def fake_output(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").write_text("<html><body>report</body></html>")
     (out / "reward_curves.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
-    (out / "config.yaml").write_text("run_name: tiny\n")
+    (out / "run_config.yaml").write_text("run_name: tiny\n")
     (out / "metrics.jsonl").write_text('{"step": 1, "reward": 0.1}\n')
+    (out / "samples.jsonl").write_text('{"step": 1, "completion": "4"}\n')
+    (out / "run.json").write_text('{"final_step": 3}')
     (out / "reward_provenance.json").write_text(json.dumps(PROVENANCE))
     (out / "model.safetensors").write_bytes(b"weights")
     (out / "config.json").write_text("{}")
@@ -128,12 +132,13 @@ def manager():
     return PluginManager(environ={"GRPO_HOST_LOAD_PLUGINS": "grpo-tracking-mlflow"})
 
 
+@pytest.mark.slow
 def test_run_logs_params_metrics_tags_artifacts_to_a_server(mlflow_server, tmp_path, manager, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = fake_output(tmp_path / "run")
     settings = {"tracking_uri": mlflow_server, "experiment": "grpo-test", "tags": {"team": "rl"}, "log_model": True}
     trackers = TrackerSet.from_names(["mlflow"], manager)
-    trackers.start(run_info(out, tracking_params={"mlflow": settings}, resumed=False))
+    trackers.start(run_info(out, tracking_params={"mlflow": settings}, resumed_from=None))
     for step in (1, 2, 3):
         trackers.log_metrics(step, step_metrics(step))
     trackers.finish(str(out))
@@ -164,7 +169,8 @@ def test_run_logs_params_metrics_tags_artifacts_to_a_server(mlflow_server, tmp_p
     assert tags["grpo_host.rewards"] == "format,length" and tags["team"] == "rl"
     # Artifacts: the run's record, and the model under model/ since log_model is on.
     artifacts = artifact_paths(client, run.info.run_id)
-    assert {"report.html", "reward_curves.png", "config.yaml", "metrics.jsonl", "reward_provenance.json"} <= artifacts
+    assert {"report.html", "reward_curves.png", "run_config.yaml", "metrics.jsonl", "samples.jsonl", "run.json",
+            "reward_provenance.json"} <= artifacts
     assert {"model/model.safetensors", "model/config.json", "model/tokenizer.json"} <= artifacts
     assert "model.safetensors" not in artifacts and "mlflow_run.json" not in artifacts
     local = client.download_artifacts(run.info.run_id, "report.html", str(tmp_path))
@@ -173,7 +179,8 @@ def test_run_logs_params_metrics_tags_artifacts_to_a_server(mlflow_server, tmp_p
     # A resumed training run goes on in the same MLflow run, once it was left unfinished.
     client.set_terminated(run.info.run_id, status="FAILED")
     trackers = TrackerSet.from_names(["mlflow"], manager)
-    trackers.start(run_info(out, tracking_params={"mlflow": {"tracking_uri": mlflow_server}}, resumed=True))
+    trackers.start(run_info(out, tracking_params={"mlflow": {"tracking_uri": mlflow_server}},
+                            resumed_from=str(out / "checkpoints" / "checkpoint-3")))
     trackers.log_metrics(4, step_metrics(4))
     trackers.finish(str(out), status="FAILED")
     assert json.loads((out / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
@@ -182,6 +189,7 @@ def test_run_logs_params_metrics_tags_artifacts_to_a_server(mlflow_server, tmp_p
     assert client.get_run(run.info.run_id).info.status == "FAILED"
 
 
+@pytest.mark.slow
 def test_uri_from_environment_and_main_process_only(mlflow_server, tmp_path, manager, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
@@ -255,3 +263,37 @@ def test_entry_point_module_does_not_import_mlflow():
     code = "import grpo_tracking_mlflow, sys; print('mlflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.slow
+def test_grpo_host_train_logs_to_the_server(mlflow_server, tmp_path):
+    """A few real training steps with `tracking: [mlflow]`, read back from the server."""
+    out = tmp_path / "run"
+    result = run_cli(
+        "train", "--output-dir", str(out),
+        "--set", "grpo.max_steps=3", "--set", "grpo.per_device_train_batch_size=8",
+        "--set", "grpo.num_generations=4", "--set", "grpo.max_completion_length=16",
+        "--set", "reward_workers=0", "--set", "checkpointing.steps=1000",
+        "--set", "tracking=[mlflow]", "--set", "tracking_params.mlflow.experiment=e2e-train",
+        env={"MLFLOW_TRACKING_URI": mlflow_server}, timeout=400,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("e2e-train")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["grpo.max_steps"] == "3" and run.data.params["tracking"] == '["mlflow"]'
+    rewards = run.data.tags["grpo_host.rewards"].split(",")
+    assert rewards and all(run.data.tags[f"reward.{r}.params_hash"] for r in rewards)
+    for name in rewards:
+        history = client.get_metric_history(run.info.run_id, f"rewards/{name}/mean")
+        assert [m.step for m in history] == [1, 2, 3], name
+        assert client.get_metric_history(run.info.run_id, f"rewards/{name}/ok")
+    assert {"loss", "step_time", "health/warnings"} <= set(run.data.metrics)
+    assert {"report.html", "reward_curves.png", "run_config.yaml", "metrics.jsonl", "reward_provenance.json"} <= (
+        artifact_paths(client, run.info.run_id)
+    )
+    # The same step figures are in metrics.jsonl, group figures and health included.
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(f"rewards/{rewards[0]}/frac_zero_std" in r and "health/warnings" in r for r in records)

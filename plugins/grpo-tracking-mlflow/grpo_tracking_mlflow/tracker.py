@@ -47,8 +47,8 @@ LOCAL_DIR = "mlruns"
 # Files of the output dir that are the run's record, not the model.
 ARTIFACT_SUFFIXES = (".html", ".png", ".svg", ".jsonl", ".yaml", ".yml", ".md", ".csv")
 ARTIFACT_JSON = ("provenance", "reward", "health", "summary", "trainer_state", "config.resolved", "run")
-MODEL_FILES = re.compile(
-    r"(.*\.safetensors|.*\.bin|.*\.pt|.*\.gguf|config\.json|generation_config\.json|tokenizer.*|"
+MODEL_FILES = re.compile(  # training_args.bin is the trainer's pickle, not the model
+    r"(?!training_args\.bin)(.*\.safetensors|.*\.bin|.*\.pt|.*\.gguf|config\.json|generation_config\.json|tokenizer.*|"
     r"special_tokens_map\.json|vocab\.(json|txt)|merges\.txt|chat_template\..*|added_tokens\.json|"
     r"adapter_config\.json|.*\.model)"
 )
@@ -185,7 +185,10 @@ class MlflowTracker:
     @staticmethod
     def _resumable_run(client: Any, uri: str, output_dir: Path, run_info: Mapping[str, Any]) -> str | None:
         """The MLflow run of this output dir to go on with, when the training run resumes."""
-        if run_info.get("resumed") is False:
+        resumed = run_info.get("resumed")
+        if resumed is None and "resumed_from" in run_info:  # the worker names the checkpoint, or None
+            resumed = bool(run_info["resumed_from"])
+        if resumed is False:
             return None
         try:
             record = json.loads((output_dir / RUN_RECORD).read_text())
