@@ -57,17 +57,25 @@ def total_score(rewards: dict[str, Any], weights: dict[str, float]) -> float | N
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
 @click.option("--explain", is_flag=True, help="Show what each reward extracted and compared.")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: the cores available).")
+@click.option("--dataset", metavar="NAME", help="Draw rows from this data source; --completion (default "
+              "'<answer>{answer}</answer>', {column} filled per row) is scored against each. "
+              "--set dataset.PARAM=VALUE sets its params.")
+@click.option("--n", "n_rows", type=int, default=5, show_default=True, help="Rows to draw with --dataset.")
 def try_reward_cmd(names: str, input_path: str | None, completion: str | None, prompt: str | None,
                    columns: tuple[str, ...], sets: tuple[str, ...], as_json: bool, explain: bool,
-                   workers: int | None) -> None:
+                   workers: int | None, dataset: str | None, n_rows: int) -> None:
     """Score completions by hand with rewards NAME[,NAME...], no model needed."""
     from grpo_host.rewards.runtime import RewardRuntime, prepare_samples
     from grpo_host.rewards.trl_adapter import resolve_reward_item
 
     reward_names = [n.strip() for n in names.split(",") if n.strip()]
-    if (input_path is None) == (completion is None):
+    if dataset is not None:
+        from grpo_host.cli.datasets_cmd import dataset_rows
+
+        rows, sets = dataset_rows(dataset, n_rows, sets, completion, input_path, columns, prompt)
+    elif (input_path is None) == (completion is None):
         raise GrpoHostError("give either --input FILE.jsonl (or - for stdin) or --completion TEXT")
-    if completion is not None:
+    elif completion is not None:
         row: dict[str, Any] = {}
         for item in columns:
             key, sep, value = item.partition("=")
@@ -226,38 +234,45 @@ def _print_test_report(problems: list[Any], reports: list[tuple[Any, list[Any]]]
     from rich.table import Table
 
     out = console()
-    table = Table(title="grpo-host test-rewards")
-    for column in ("reward", "plugin", "cases", "passed", "failed", "conformance", "probes flagged", "result"):
-        table.add_column(column, justify="right" if column in ("cases", "passed", "failed") else "left")
+    from rich import box
+
+    table = Table(title="grpo-host test-rewards", box=box.SIMPLE_HEAD)
+    # The plugin and its version are in --json; the table stays narrow enough for 80 columns.
+    for column in ("reward", "cases", "passed", "failed", "conformance", "probes flagged", "result"):
+        table.add_column(column, justify="right" if column in ("cases", "passed", "failed") else "left", no_wrap=True)
     for spec, checks in reports:
         s = _reward_summary(spec, checks)
         conf, probes = s["conformance"], s["probes"]
-        conformance = f"{conf['passed']}/{sum(conf.values())} passed"
+        conformance = f"{conf['passed']}/{sum(conf.values())}"
         if conf["failed"]:
-            conformance = f"[red]{conf['failed']} failed[/], {conformance}"
+            conformance = f"[red]{conf['failed']} failed[/]"
+        elif conf["skipped"]:
+            conformance += f" ({conf['skipped']} skipped)"
         flagged = f"[red]{probes['flagged']}[/]" if probes["flagged"] else "0"
         if probes["intended"]:
-            flagged += f" (+{probes['intended']} intended)"
+            flagged += f" ({probes['intended']} intended)"
         table.add_row(
-            spec.name, f"{spec.plugin} {spec.plugin_version}", str(s["cases"]), str(s["passed"]),
+            spec.name, str(s["cases"]), str(s["passed"]),
             f"[red]{s['failed']}[/]" if s["failed"] else "0", conformance, flagged,
             "[green]PASS[/]" if s["ok"] else "[red]FAIL[/]",
         )
     out.print(table)
+
+    def say(head: str, text: str) -> None:  # messages keep their own line breaks
+        out.print(head, end=" ", highlight=False)
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+
     for problem in problems:
-        out.print(f"[red]FAIL[/] {problem.reward}: {problem.message}", markup=False, highlight=False)
+        say("[red]FAIL[/]", f"{problem.reward}: {problem.message}")
     for spec, checks in reports:
         for check in checks:
             if check.failed:
-                out.print(f"[red]FAIL[/] {spec.name} {check.kind} {check.name}")
-                out.print(check.message, markup=False, highlight=False)
+                say("[red]FAIL[/]", f"{spec.name} {check.kind} {check.name}\n{check.message}")
             elif check.status == "intended":
-                out.print(f"[yellow]intended[/] {spec.name} probe {check.name}: "
-                          f"{check.data.get('reason', '')}", highlight=False)
+                say("[yellow]intended[/]", f"{spec.name} probe {check.name}: {check.data.get('reason', '')}")
             elif verbose:
                 color = {"passed": "green", "skipped": "yellow"}.get(check.status, "white")
-                out.print(f"[{color}]{check.status}[/] {spec.name} {check.kind} {check.name}: {check.message}",
-                          highlight=False)
+                say(f"[{color}]{check.status}[/]", f"{spec.name} {check.kind} {check.name}: {check.message}")
     total = sum(1 for _, checks in reports for c in checks) + len(problems)
     bad = sum(1 for _, checks in reports for c in checks if c.failed) + len(problems)
     color = "red" if bad else "green"
