@@ -30,6 +30,7 @@ from grpo_host.rewards.worker import PROGRESS, open_progress
 
 # Importing a reward (math-verify, sympy) is not a sample's work; it gets its own budget.
 BUILD_BUDGET_S = 120.0
+DEADLINE_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,9 @@ class RewardRuntime:
                 self._send(worker, pending.popleft(), samples)
                 busy[worker.inbox] = worker
             deadlines = {w: self._deadline(w) for w in busy.values()}
-            timeout = max(0.0, min(deadlines.values()) - time.monotonic())
+            # A deadline read before the worker picked its chunk up is the build budget; wake
+            # up soon to read the sample's own start, or a lone hanging sample runs unchecked.
+            timeout = min(max(0.0, min(deadlines.values()) - time.monotonic()), DEADLINE_POLL_S)
             for conn in wait(list(busy), timeout=timeout):
                 worker = busy[conn]
                 try:
