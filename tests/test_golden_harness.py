@@ -4,6 +4,7 @@ its flaw, and pass an honest reward. Rewards live in a package written to a temp
 from __future__ import annotations
 
 import importlib
+import sys
 import textwrap
 
 import pytest
@@ -114,9 +115,10 @@ def quirks(plugin_dir):
     (package / "__init__.py").write_text(textwrap.dedent(QUIRKS))
     for name in NAMES:
         (package / "golden" / f"{name}.yaml").write_text(GOLDEN.format(name=name))
+    sys.modules.pop("golden_quirks", None)  # each test imports its own copy, from its own folder
     module = importlib.import_module("golden_quirks")
-    specs = {spec_of(v).name: spec_of(v) for v in vars(module).values() if spec_of(v) is not None}
-    yield specs
+    yield {spec_of(v).name: spec_of(v) for v in vars(module).values() if spec_of(v) is not None}
+    sys.modules.pop("golden_quirks", None)
 
 
 def checks_of(spec, kind):
