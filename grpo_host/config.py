@@ -80,11 +80,14 @@ class DataSection(_Section):
     """The prompts: a local file, a Hugging Face dataset, or the built-in arithmetic set."""
 
     source: str = Field(BUILTIN_DATA, description="A .json/.jsonl/.parquet file, a Hugging Face dataset "
-                        "name, or builtin:arithmetic (generated).")
+                        "name, builtin:arithmetic (generated), or a data source that a plugin provides "
+                        "(`grpo-host datasets` lists them).")
     subset: str | None = Field(None, description="The Hugging Face dataset's config name.")
     split: str = "train"
     builtin: dict[str, Any] = Field(default_factory=dict, description="For builtin:arithmetic: n, seed, "
                                     "max_operand, operations.")
+    params: dict[str, Any] = Field(default_factory=dict, description="For a data source: its params "
+                                   "(size, seed, difficulty, ...; `grpo-host datasets` lists them).")
     prompt_column: str = "prompt"
     template: str | None = Field(None, description="A Python format string over the row's columns, e.g. "
                                  "'Solve: {question}'; replaces prompt_column.")
@@ -212,6 +215,9 @@ class RunConfig(_Section):
                                                        "passed in run_info['tracking_params'][name].")
     rewards_error_threshold: float = Field(0.10, ge=0.0, le=1.0, description="Stop the run when a reward's "
                                            "share of errors and timeouts passes this.")
+    cpu_threads: int | None = Field(None, ge=1, description="Torch threads per training process on CPU "
+                                    "(default: 1 for the built-in tiny model, whose matrices are too small to "
+                                    "split, else torch's default). Ignored on GPUs.")
     reward_workers: int | None = Field(None, ge=0, description="Reward worker processes (default: the cores "
                                        "available; 0 scores in the training process).")
     launch: dict[str, Any] = Field(default_factory=dict, description="Options of `grpo-host launch TARGET` "
@@ -397,7 +403,7 @@ def _dotted(loc: Sequence[Any], raw: Mapping[str, Any]) -> str:
         if isinstance(part, int) and parts and parts[-1] == "rewards" and isinstance(node, list):
             entry = node[part] if part < len(node) else None
             name = entry if isinstance(entry, str) else (entry or {}).get("name") if isinstance(entry, dict) else None
-            parts[-1] = f"rewards[{part}{f' ({name})' if name else ''}]"
+            parts[-1] = f"rewards[{part}]{f' ({name})' if name else ''}"
             node = entry
             continue
         parts.append(str(part))
@@ -428,8 +434,7 @@ def _allowed_text(loc: Sequence[Any]) -> str:
     if model is None or not isinstance(name, str) or name not in model.model_fields:
         return ""
     info = model.model_fields[name]
-    annotation = str(info.annotation).replace("typing.", "")
-    annotation = getattr(info.annotation, "__name__", annotation)
+    annotation = _type_words(info.annotation)
     bounds = []
     for meta in info.metadata:
         for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
@@ -439,6 +444,21 @@ def _allowed_text(loc: Sequence[Any]) -> str:
     if bounds:
         text += " " + " and ".join(bounds)
     return text
+
+
+_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text",
+          dict: "a mapping", list: "a list"}
+
+
+def _type_words(annotation: Any) -> str:
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    optional = type(None) in getattr(annotation, "__args__", ())
+    if args and getattr(annotation, "__origin__", None) not in (list, dict):
+        text = " or ".join(_WORDS.get(a, getattr(a, "__name__", str(a))) for a in args)
+    else:
+        origin = getattr(annotation, "__origin__", annotation)
+        text = _WORDS.get(origin, getattr(annotation, "__name__", str(annotation)))
+    return text + (" (or null)" if optional else "")
 
 
 # -- the grpo passthrough ------------------------------------------------------------------------

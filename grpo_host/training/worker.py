@@ -72,7 +72,8 @@ def resume_point(config: RunConfig) -> Path | None:
 
 
 # -- the GRPOConfig ------------------------------------------------------------------------------
-def grpo_args(config: RunConfig, precision: str, reward_weights: list[float], has_eval: bool) -> Any:
+def grpo_args(config: RunConfig, precision: str, reward_weights: list[float], has_eval: bool,
+              backend_args: dict[str, Any] | None = None) -> Any:
     from trl import GRPOConfig
 
     fields = {f.name: f for f in dataclasses.fields(GRPOConfig)}
@@ -104,6 +105,7 @@ def grpo_args(config: RunConfig, precision: str, reward_weights: list[float], ha
         values["trust_remote_code"] = True
     if not _cuda():
         values["use_cpu"] = True
+    values.update(backend_args or {})  # the backend's own fields (FSDP settings), last
     try:
         return GRPOConfig(**values)
     except (ValueError, TypeError) as exc:
@@ -139,6 +141,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     state = PartialState(cpu=not _cuda())
     is_main = state.is_main_process
     logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, format="%(message)s", force=True)
+    _quiet()
     output_dir = Path(config.output.dir)
     check_grpo_fields(config.grpo)  # fast, before anything heavy
 
@@ -156,6 +159,12 @@ def run(config: RunConfig) -> dict[str, Any]:
     from grpo_host.training.model import build_model, resolve_precision
     from grpo_host.training.observability import observability_callbacks
 
+    threads = cpu_threads(config)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+        log.info("CPU: %d torch thread(s) per process", threads)
     emit_progress("phase", text="building the model")
     with state.main_process_first():  # the built-in model is built once, then read by all
         built = build_model(config, state.local_process_index if _cuda() else None)
@@ -165,7 +174,8 @@ def run(config: RunConfig) -> dict[str, Any]:
     if workers is None:  # the cores are shared by every training process of this machine
         workers = max(1, _cores() // max(1, _local_world_size()))
     reward_set = RewardSet(bound, workers=workers, error_threshold=config.rewards_error_threshold)
-    args = grpo_args(config, precision, reward_set.weights, eval_ds is not None)
+    backend = _backend_setup(config, manager, built.model)
+    args = grpo_args(config, precision, reward_set.weights, eval_ds is not None, backend.trainer_args)
 
     checkpoint = resume_point(config)
     resumed_step = int(_CHECKPOINT.match(checkpoint.name).group(1)) if checkpoint and _CHECKPOINT.match(checkpoint.name) else None
@@ -201,7 +211,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         eval_dataset=eval_ds,
         processing_class=built.tokenizer,
         peft_config=built.peft_config,
-        callbacks=[recorder, *observability_callbacks(recorder, reward_set, is_main=is_main)],
+        callbacks=[*backend.callbacks, recorder, *observability_callbacks(recorder, reward_set, is_main=is_main)],
     )
     trainer.remove_callback(PrinterCallback)  # the recorder prints one readable line per step
     run_info = {
@@ -292,6 +302,43 @@ def _push(config: RunConfig, output_dir: Path) -> None:
     api.create_repo(repo, private=config.output.hub_private, exist_ok=True)
     api.upload_folder(folder_path=str(output_dir), repo_id=repo, ignore_patterns=["checkpoints/*"])
     log.info("pushed the model to https://huggingface.co/%s", repo)
+
+
+def _backend_setup(config: RunConfig, manager: Any, model: Any) -> Any:
+    """What the run's backend applies inside this process (BackendSpec.prepare_worker)."""
+    from grpo_host.backends import WorkerSetup
+
+    spec = manager.backends.get(config.backend.name)
+    if spec is None or spec.prepare_worker is None:
+        return WorkerSetup()
+    return spec.prepare_worker(spec.check_params(dict(config.backend.params)), model, config)
+
+
+def _quiet() -> None:
+    """Per-shard and per-map progress bars and transformers' own deprecation notes about the
+    fields TRL still uses would bury the step lines; the host draws its own progress."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+def cpu_threads(config: RunConfig) -> int | None:
+    """Torch threads for a CPU run: tiny matrices run fastest on one thread (more threads
+    spin against each other, badly so on a shared machine)."""
+    if _cuda():
+        return None
+    if config.cpu_threads:
+        return config.cpu_threads
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    from grpo_host.config import BUILTIN_MODEL
+
+    return 1 if config.model.id == BUILTIN_MODEL else None
 
 
 def _cores() -> int:

@@ -1,0 +1,208 @@
+"""Step time of the same tiny GRPO run through `grpo-host train` and through a plain TRL script.
+
+Both sides train the built-in tiny Qwen2 (the same cached weights and tokenizer) on the same
+arithmetic prompts with the same GRPOConfig, and score with the same reward code: the host
+through its reward runtime (worker pool, timeouts, outcome counts, metrics.jsonl, progress),
+the plain script by calling the reward plugins' functions in a loop in the trainer's process,
+as a hand-written TRL script would. Runs alternate (host, plain, host, plain, ...) so load
+from other work on the machine falls on both. Reported: the median wall time per step after
+the warm-up steps (from the step records), TRL's own ``step_time``, and host / plain.
+
+    python bench/train_overhead.py --rounds 3 --steps 40
+    python bench/train_overhead.py --plain-only --steps 5     # the plain side alone (a smoke test)
+
+The plain side is this file run with ``--plain-worker``; it writes its per-step times as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- the plain TRL side ----------------------------------------------------------------------------
+def plain_rewards(config):
+    """The run's rewards as plain TRL reward functions: the plugins' code, called in a loop."""
+    from grpo_host.manager import get_plugin_manager
+    from grpo_host.rewards.spec import spec_of  # only to find each reward's function and defaults
+
+    manager = get_plugin_manager()
+    funcs = []
+    for entry in config.rewards:
+        spec = manager.get_reward(entry.name)
+        target = spec.target
+        params = spec.resolve_params(entry.params)
+        assert spec_of(target) is spec and spec.kind == "function"
+
+        def fn(prompts, completions, _t=target, _p=params, _spec=spec, completion_ids=None, **columns):
+            for extra in ("trainer_state", "log_extra", "log_metric", "environments"):
+                columns.pop(extra, None)
+            out = []
+            for i, completion in enumerate(completions):
+                text = completion[-1]["content"] if isinstance(completion, list) else completion
+                kwargs = {k: v[i] for k, v in columns.items()
+                          if isinstance(v, list) and (_spec.accepts_any_column or k in _spec.columns)}
+                value = _t(text, **kwargs, **_p)
+                value = getattr(value, "value", value)
+                out.append(None if value is None else float(value))
+            return out
+
+        fn.__name__ = entry.key
+        funcs.append(fn)
+    return funcs
+
+
+def plain_worker(config_path: str, times_path: str) -> None:
+    import torch
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grpo_host.config import load_resolved
+    from grpo_host.training.data import load_datasets
+    from grpo_host.training.model import build_model
+    from grpo_host.training.worker import cpu_threads
+
+    config = load_resolved(config_path)
+    threads = cpu_threads(config)  # the same thread count as the host's worker
+    if threads:
+        torch.set_num_threads(threads)
+    built = build_model(config)
+    train_ds, _ = load_datasets(config.data, built.tokenizer)
+    stamps: list[float] = []
+    step_times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.monotonic())
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "step_time" in logs:
+                step_times.append(float(logs["step_time"]))
+
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="plain-trl-"),
+        seed=config.seed,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        save_strategy="no",
+        gradient_checkpointing=config.gradient_checkpointing,
+        bf16=torch.cuda.is_available() and config.precision in ("auto", "bf16"),
+        use_cpu=not torch.cuda.is_available(),
+        reward_weights=[r.weight for r in config.rewards],
+        **config.grpo,
+    )
+    trainer = GRPOTrainer(
+        model=built.model,
+        reward_funcs=plain_rewards(config),
+        args=args,
+        train_dataset=train_ds,
+        processing_class=built.tokenizer,
+        peft_config=built.peft_config,
+        callbacks=[Clock()],
+    )
+    start = time.monotonic()
+    trainer.train()
+    Path(times_path).write_text(json.dumps({"start": start, "stamps": stamps, "step_time": step_times}))
+
+
+# -- the driver ------------------------------------------------------------------------------------
+def host_run(workdir: Path, steps: int, sets: list[str]) -> dict:
+    out = workdir / f"host-{time.monotonic_ns()}"
+    cmd = [sys.executable, "-m", "grpo_host", "train", "--output-dir", str(out),
+           "--set", f"grpo.max_steps={steps}", "--set", "checkpointing.steps=100000",
+           "--set", "output.report=false", "--set", "output.save_model=false"]
+    for item in sets:
+        cmd += ["--set", item]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if proc.returncode != 0:
+        raise SystemExit(f"grpo-host train failed:\n{proc.stdout[-3000:]}")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    elapsed = [r["elapsed"] for r in records]
+    return {"walls": [b - a for a, b in zip(elapsed, elapsed[1:], strict=False)],
+            "step_time": [r["step_time"] for r in records], "total": time.monotonic() - started,
+            "config": out / "run_config.yaml"}
+
+
+def plain_run(workdir: Path, config_path: Path) -> dict:
+    times = workdir / f"plain-{time.monotonic_ns()}.json"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, __file__, "--plain-worker", str(config_path), str(times)],
+                          capture_output=True, text=True, cwd=workdir)
+    if proc.returncode != 0:
+        raise SystemExit(f"plain TRL run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    data = json.loads(times.read_text())
+    stamps = data["stamps"]
+    return {"walls": [b - a for a, b in zip(stamps, stamps[1:], strict=False)], "step_time": data["step_time"],
+            "total": time.monotonic() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5, help="Steps left out of each run's median.")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="More config overrides (both sides).")
+    parser.add_argument("--plain-worker", nargs=2, metavar=("CONFIG", "TIMES"), help=argparse.SUPPRESS)
+    parser.add_argument("--plain-only", action="store_true")
+    parser.add_argument("--json", dest="json_out", help="Write the figures here too.")
+    args = parser.parse_args()
+    if args.plain_worker:
+        plain_worker(*args.plain_worker)
+        return
+    os.environ.setdefault("GRPO_HOST_CACHE", str(Path(tempfile.gettempdir()) / "grpo-host-bench-cache"))
+    workdir = Path(tempfile.mkdtemp(prefix="train-overhead-"))
+    # One host run first resolves the config (and builds the cached model) for both sides.
+    if args.plain_only:
+        from grpo_host.cli.common import parse_sets
+        from grpo_host.config import load_config
+
+        config = load_config(None, parse_sets([f"grpo.max_steps={args.steps}", *args.sets]),
+                             output_dir=str(workdir / "cfg"))
+        path = workdir / "plain.yaml"
+        path.write_text(config.to_yaml())
+        result = plain_run(workdir, path)
+        print(json.dumps({k: v for k, v in result.items()}, indent=1, default=str))
+        return
+    host_walls, plain_walls, host_st, plain_st = [], [], [], []
+    config_path = None
+    for round_ in range(args.rounds):
+        host = host_run(workdir, args.steps, args.sets)
+        config_path = config_path or host["config"]
+        plain = plain_run(workdir, config_path)
+        hw, pw = host["walls"][args.warmup:], plain["walls"][args.warmup:]
+        host_walls += hw
+        plain_walls += pw
+        host_st += host["step_time"][args.warmup:]
+        plain_st += plain["step_time"][args.warmup:]
+        print(f"round {round_ + 1}: host {statistics.median(hw) * 1000:.1f} ms/step, "
+              f"plain TRL {statistics.median(pw) * 1000:.1f} ms/step "
+              f"(ratio {statistics.median(hw) / statistics.median(pw):.3f})", flush=True)
+    figures = {
+        "steps_per_run": args.steps, "rounds": args.rounds, "warmup": args.warmup,
+        "host_wall_ms": statistics.median(host_walls) * 1000,
+        "plain_wall_ms": statistics.median(plain_walls) * 1000,
+        "host_step_time_ms": statistics.median(host_st) * 1000,
+        "plain_step_time_ms": statistics.median(plain_st) * 1000,
+    }
+    figures["ratio_wall"] = figures["host_wall_ms"] / figures["plain_wall_ms"]
+    figures["ratio_step_time"] = figures["host_step_time_ms"] / figures["plain_step_time_ms"]
+    print(json.dumps(figures, indent=2))
+    print(f"host / plain TRL, median wall time per step: {figures['ratio_wall']:.3f} "
+          f"({(figures['ratio_wall'] - 1) * 100:+.1f}%)")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
