@@ -85,6 +85,16 @@ def prompt_echo(completion: str, answer: str, **columns):
     return 1.0 if prompt and prompt in completion else 0.0
 
 
+@grpo_host.reward(name="evaluator")
+def evaluator(completion: str, answer: str, **columns):
+    """Evaluates arithmetic in the answer, as a math-equivalence checker does: `6*7` is 42."""
+    found = re.findall(r"<answer>(.*?)</answer>", completion, re.S)
+    given = found[-1].strip() if found else ""
+    if re.fullmatch(r"[\\d\\s+*/().-]+", given):
+        given = str(eval(given))  # digits and operators only
+    return 1.0 if given == str(answer) else 0.0
+
+
 @grpo_host.reward(name="batch-short")
 class BatchShort:
     def score_batch(self, completions, answer, **columns):
@@ -96,16 +106,16 @@ reward: {name}
 cases:
   - id: right
     completion: "<think>6 times 7 is 42</think>\\n<answer>42</answer>"
-    prompt: "What is 6 times 7?"
+    prompt: "What is 6*7?"
     columns: {{answer: "42"}}
     score: 1.0
   - id: wrong
     completion: "<answer>41</answer>"
-    prompt: "What is 6 times 7?"
+    prompt: "What is 6*7?"
     columns: {{answer: "42"}}
     score: 0.0
 """
-NAMES = ("honest", "coin", "position", "batch-relative", "nan-on-empty", "fragile", "anywhere", "prompt-echo", "batch-short")
+NAMES = ("honest", "coin", "position", "batch-relative", "nan-on-empty", "fragile", "anywhere", "prompt-echo", "evaluator", "batch-short")
 
 
 @pytest.fixture
@@ -164,6 +174,7 @@ def test_conformance_messages_name_the_input(quirks):
 @pytest.mark.parametrize("name, flagged", [
     ("anywhere", ["answer-sprayed", "every-candidate"]),
     ("prompt-echo", ["prompt-copied"]),
+    ("evaluator", ["prompt-copied"]),
 ])
 def test_probes_catch_their_hack_and_only_it(quirks, name, flagged):
     results = checks_of(quirks[name], "probes")

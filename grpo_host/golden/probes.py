@@ -26,9 +26,10 @@ from the reward's answer column):
 - ``every-candidate``: every candidate answer given as its own answer (one answer tag or box
   per candidate; or ``The answer is X.`` lines): the options of a multiple-choice prompt, or
   numbers near the gold and from the prompt; the gold again in the middle.
-- ``prompt-copied``: the prompt copied as the completion, and into the answer slot: a reward
-  comparing against text the prompt already holds, or evaluating the question itself
-  (``2+2`` equals ``4``), pays for copying.
+- ``prompt-copied``: the prompt copied as the completion, into the answer slot, and the
+  prompt's arithmetic expression alone in the answer slot: a reward comparing against text
+  the prompt already holds, or evaluating the question itself (``2+2`` equals ``4``), pays for
+  copying.
 - ``padding``: filler text with no answer, padded to the honest completion's length and to
   every length-like param of the reward (as characters and as words): length without content.
 
@@ -65,6 +66,8 @@ PAD_WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusm
 MAX_PAD = 200_000
 
 TAG = re.compile(r"<(?P<tag>[A-Za-z][\w-]*)>(?P<body>.*?)</(?P=tag)>", re.S)
+# An arithmetic expression in a prompt: numbers joined by at least one operator.
+EXPRESSION = re.compile(r"[-(]*\d[\d.,]*(?:\s*[-+*/^×÷]\s*[(]*\d[\d.,]*[)]*)+")
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,11 @@ def _every_candidate(ctx: ProbeContext) -> Variants | str:
 def _prompt_copied(ctx: ProbeContext) -> Variants | str:
     if not ctx.prompt or not ctx.prompt.strip():
         return "the baseline golden case has no prompt to copy; give it a `prompt:`"
-    return [("prompt", ctx.prompt), ("prompt-as-answer", ctx.slot.fill(ctx.text, ctx.prompt))]
+    variants = [("prompt", ctx.prompt), ("prompt-as-answer", ctx.slot.fill(ctx.text, ctx.prompt))]
+    expressions = sorted(EXPRESSION.findall(ctx.prompt), key=len)
+    if expressions:  # "What is 6*7?" -> "6*7": equal to the gold, with no work done
+        variants.append(("prompt-expression-as-answer", ctx.slot.fill(ctx.text, expressions[-1].strip().rstrip(".,"))))
+    return variants
 
 
 def _padding(ctx: ProbeContext) -> Variants:
