@@ -245,3 +245,11 @@ def test_try_reward_json_rows_and_single_sample(manager, tmp_path):
     assert single.returncode == 0 and "chatty" in single.stdout and "roles" in single.stdout
     bad = run_cli("try-reward", "mischief", "--input", str(rows), "--set", "mischief.scale=lots")
     assert bad.returncode == 2 and "is not a valid float" in bad.stderr
+
+
+def test_a_lone_hanging_sample_is_stopped_at_its_timeout(manager):
+    # One sample on a fresh pool: the hang starts while the host still waits on the build budget.
+    start = time.monotonic()
+    rows, _ = score(manager, "mischief", ["hang"], {"timeout": 1}, workers=1)
+    assert rows[0].outcome == "timeout"
+    assert time.monotonic() - start < 4

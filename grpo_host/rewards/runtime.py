@@ -299,10 +299,11 @@ class RewardRuntime:
                 worker = self._idle.pop() if self._idle else self._spawn()
                 self._send(worker, pending.popleft(), samples)
                 busy[worker.inbox] = worker
-            deadlines = {w: self._deadline(w) for w in busy.values()}
-            # A deadline read before the worker picked its chunk up is the build budget; wake
-            # up soon to read the sample's own start, or a lone hanging sample runs unchecked.
-            timeout = min(max(0.0, min(deadlines.values()) - time.monotonic()), DEADLINE_POLL_S)
+            timeout = max(0.0, min(self._deadline(w) for w in busy.values()) - time.monotonic())
+            if any(w.position()[0] < 0 for w in busy.values()):
+                # A worker still picking its chunk up has only the build budget as deadline;
+                # wake up soon to read its first sample's start, or a hang runs unchecked.
+                timeout = min(timeout, DEADLINE_POLL_S)
             for conn in wait(list(busy), timeout=timeout):
                 worker = busy[conn]
                 try:
