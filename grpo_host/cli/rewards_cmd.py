@@ -251,6 +251,10 @@ def _print_test_report(problems: list[Any], reports: list[tuple[Any, list[Any]]]
         flagged = f"[red]{probes['flagged']}[/]" if probes["flagged"] else "0"
         if probes["intended"]:
             flagged += f" ({probes['intended']} intended)"
+        if not sum(conf.values()):  # not run (--checks)
+            conformance = "-"
+        if not sum(probes.values()):
+            flagged = "-"
         table.add_row(
             spec.name, str(s["cases"]), str(s["passed"]),
             f"[red]{s['failed']}[/]" if s["failed"] else "0", conformance, flagged,
