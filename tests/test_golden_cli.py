@@ -15,7 +15,8 @@ from .conftest import run_cli
 from .test_golden_pytest_plugin import GOLDEN, write_golden_plugin
 
 
-def test_test_rewards_reports_per_reward_and_fails_on_any_failure(plugin_dir):
+def test_test_rewards_reports_per_reward_and_fails_on_any_failure(plugin_dir, monkeypatch):
+    monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", "")  # only the plugins written below
     write_golden_plugin(plugin_dir, "cli-wrong")  # one golden case expects the wrong score
     write_golden_plugin(plugin_dir, "cli-lenient", lenient=True,
                         golden=GOLDEN.format(name="cli-lenient").split("  - id: claims-half")[0])
@@ -46,7 +47,8 @@ def test_test_rewards_reports_per_reward_and_fails_on_any_failure(plugin_dir):
     assert unknown.returncode == 2 and "did you mean 'cli-good'?" in unknown.stderr
 
 
-def test_try_reward_explain_shows_what_was_read_and_compared(plugin_dir):
+def test_try_reward_explain_shows_what_was_read_and_compared(plugin_dir, monkeypatch):
+    monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", "")  # only the plugin written below
     write_golden_plugin(plugin_dir, "cli-explain")
     result = run_cli("try-reward", "cli-explain", "--completion", "<answer>4</answer>", "--column", "answer=4",
                      "--prompt", "What is 2+2?", "--explain")

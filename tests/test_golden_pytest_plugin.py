@@ -3,6 +3,7 @@ a `grpo-golden.yaml` asking for its checks, and pytest run on it (pytester)."""
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -69,11 +70,21 @@ def write_golden_plugin(site: Path, name: str, *, golden: str | None = None, len
     write_distribution(site, f"grpo-reward-{name}", {f"{package}/__init__": code}, {name: package})
     path = site / package / "golden" / f"{name}.yaml"
     path.write_text(golden if golden is not None else GOLDEN.format(name=name))
+    if "GRPO_HOST_LOAD_PLUGINS" in os.environ:  # load only the test's own plugins (see `isolated`)
+        loaded = [n for n in os.environ["GRPO_HOST_LOAD_PLUGINS"].split(",") if n]
+        os.environ["GRPO_HOST_LOAD_PLUGINS"] = ",".join([*loaded, f"grpo-reward-{name}"])
     return path
 
 
 @pytest.fixture
-def site(pytester):
+def isolated(monkeypatch):
+    """Load only the plugins a test writes: a plugin of the shared environment that is broken
+    for a moment must not change what these tests see."""
+    monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", "")
+
+
+@pytest.fixture
+def site(pytester, isolated):
     root = pytester.path / "site"
     root.mkdir()
     pytester.syspathinsert(root)
