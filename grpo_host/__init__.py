@@ -21,6 +21,8 @@ _LAZY = {
     "RewardSpec": "grpo_host.rewards.spec",
     "reference_cache": "grpo_host.rewards.spec",
     "BackendSpec": "grpo_host.backends",
+    "DatasetSpec": "grpo_host.datasets",
+    "Param": "grpo_host.backends",
     "load_reward": "grpo_host.rewards.trl_adapter",
     "load_rewards": "grpo_host.rewards.trl_adapter",
     "RewardRuntime": "grpo_host.rewards.runtime",
@@ -29,7 +31,7 @@ _LAZY = {
 
 __all__ = [  # noqa: F822 - the lazy names resolve through __getattr__
     "hookimpl", "hookspec", "GrpoHostError", "__version__",
-    "reward", "Score", "RewardSpec", "reference_cache", "BackendSpec",
+    "reward", "Score", "RewardSpec", "reference_cache", "BackendSpec", "DatasetSpec", "Param",
     "load_reward", "load_rewards", "RewardRuntime", "get_plugin_manager",
 ]
 
@@ -44,7 +46,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.backends import BackendSpec
+    from grpo_host.backends import BackendSpec, Param
+    from grpo_host.datasets import DatasetSpec
     from grpo_host.manager import get_plugin_manager
     from grpo_host.rewards.runtime import RewardRuntime
     from grpo_host.rewards.spec import RewardSpec, Score, reference_cache, reward

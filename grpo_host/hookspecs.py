@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
 
     from grpo_host.backends import BackendSpec
+    from grpo_host.datasets import DatasetSpec
     from grpo_host.rewards.spec import RewardSpec
 
 # -------------------------------------------------------------------------
@@ -37,6 +38,32 @@ def grpo_rewards() -> Sequence[RewardSpec | object]:
 
     A plugin module that implements no ``grpo_rewards`` hook still provides every decorated
     reward found at its top level, so the smallest plugin is one decorated function.
+
+    Return an empty sequence (or ``None``) to provide nothing.
+
+    Added in 0.1.
+    """
+
+
+# -------------------------------------------------------------------------
+# Data sources
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def grpo_datasets() -> Sequence[DatasetSpec]:
+    """Return the data sources this plugin provides.
+
+    A data source yields training rows: dicts with a ``prompt`` and the reference columns its
+    rewards read (``answer``, ...), generated procedurally or read from files, shaped by
+    declared params (size, seed, difficulty, ...). See :class:`~grpo_host.datasets.DatasetSpec`.
+    A run config names one as ``data.source`` (with ``data.params``); ``grpo-host datasets``
+    lists them and ``grpo-host try-reward --dataset NAME`` scores against their rows.
+
+    Names must be unique across all installed plugins and the host's built-in ``arithmetic``;
+    two plugins claiming one name is an error that names both. Keep the hook cheap: it runs
+    for every ``grpo-host`` command, so describe the sources here and import the generator
+    inside ``rows``.
 
     Return an empty sequence (or ``None``) to provide nothing.
 

@@ -1,4 +1,4 @@
-"""Plugin loading and the registries of rewards and backends.
+"""Plugin loading and the registries of rewards, backends and data sources.
 
 Plugins are found through the ``grpo_host`` entry-point group and loaded one entry point at a
 time. A plugin that fails to import, fails pluggy's hook validation, or whose hook raises or
@@ -28,6 +28,7 @@ import pluggy
 from grpo_host import hookspecs
 from grpo_host._markers import PROJECT_NAME
 from grpo_host.backends import BackendSpec
+from grpo_host.datasets import DatasetSpec, builtin_datasets
 from grpo_host.errors import (
     BrokenPluginError,
     GrpoHostError,
@@ -54,6 +55,7 @@ class PluginRecord:
     rewards: list[str] = field(default_factory=list)
     backends: list[str] = field(default_factory=list)
     trackers: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,7 @@ class PluginRecord:
             "rewards": self.rewards,
             "backends": self.backends,
             "trackers": self.trackers,
+            "datasets": self.datasets,
         }
 
 
@@ -79,6 +82,8 @@ class PluginManager:
         self.rewards: dict[str, RewardSpec] = {}
         self.backends: dict[str, BackendSpec] = {}
         self.trackers: dict[str, Any] = {}
+        # The host's own data sources are there before any plugin; a plugin claiming one's name conflicts.
+        self.datasets: dict[str, DatasetSpec] = {d.name: d for d in builtin_datasets()}
         self.conflicts: dict[tuple[str, str], list[str]] = {}
         self._trace = env.get("GRPO_HOST_TRACE_PLUGINS", "") not in ("", "0", "false")
         allow = env.get("GRPO_HOST_LOAD_PLUGINS")
@@ -147,7 +152,8 @@ class PluginManager:
             if isinstance(obj, type(sys)):
                 rewards += [v for v in vars(obj).values() if spec_of(v) is not None and id(spec_of(v)) not in found]
             reward_specs = [self._as_reward(r) for r in rewards]
-            backend_specs = [self._as_backend(b) for b in self._collect(obj, record, "grpo_backends")]
+            backend_specs = [self._as_record(b, BackendSpec, "grpo_backends") for b in self._collect(obj, record, "grpo_backends")]
+            dataset_specs = [self._as_record(d, DatasetSpec, "grpo_datasets") for d in self._collect(obj, record, "grpo_datasets")]
             trackers = self._collect(obj, record, "grpo_trackers")
         except Exception as exc:  # noqa: BLE001
             self._pm.unregister(obj)
@@ -157,10 +163,12 @@ class PluginManager:
             spec.plugin, spec.plugin_version = record.name, record.version
             if self._claim("reward", spec.name, record, self.rewards, spec):
                 record.rewards.append(spec.name)
-        for spec in backend_specs:
-            spec = _with_plugin(spec, record)
-            if self._claim("backend", spec.name, record, self.backends, spec):
-                record.backends.append(spec.name)
+        for kind, specs, registry, names in (("backend", backend_specs, self.backends, record.backends),
+                                             ("dataset", dataset_specs, self.datasets, record.datasets)):
+            for spec in specs:
+                spec = _with_plugin(spec, record)
+                if self._claim(kind, spec.name, record, registry, spec):
+                    names.append(spec.name)
         for tracker in trackers:
             name = getattr(tracker, "name", type(tracker).__name__)
             self.trackers[name] = tracker
@@ -215,9 +223,9 @@ class PluginManager:
         return spec
 
     @staticmethod
-    def _as_backend(item: Any) -> BackendSpec:
-        if not isinstance(item, BackendSpec):
-            raise TypeError(f"grpo_backends() returned {item!r}, not a grpo_host.BackendSpec")
+    def _as_record(item: Any, cls: type, hook_name: str) -> Any:
+        if not isinstance(item, cls):
+            raise TypeError(f"{hook_name}() returned {item!r}, not a {cls.__module__}.{cls.__name__}")
         return item
 
     # -- lookups ---------------------------------------------------------------------------
@@ -231,6 +239,9 @@ class PluginManager:
 
     def get_tracker(self, name: str) -> Any:
         return self._lookup("tracker", name, self.trackers)
+
+    def get_dataset(self, name: str) -> DatasetSpec:
+        return self._lookup("dataset", name, self.datasets)
 
     def _lookup(self, kind: str, name: str, registry: Mapping[str, Any]) -> Any:
         if name in registry:
@@ -259,7 +270,7 @@ class PluginManager:
         return [p for p in self.plugins if p.status == "broken"]
 
 
-def _with_plugin(spec: BackendSpec, record: PluginRecord) -> BackendSpec:
+def _with_plugin(spec: Any, record: PluginRecord) -> Any:
     from dataclasses import replace
 
     return replace(spec, plugin=record.name, plugin_version=record.version)

@@ -1,7 +1,9 @@
 """The run's prompts: load a data set and shape each row into what GRPOTrainer reads.
 
-Sources: ``builtin:arithmetic`` (generated), a local ``.json``/``.jsonl``/``.parquet``/``.csv``
-file or a folder saved with ``save_to_disk``, or a Hugging Face dataset name. The prompt comes
+Sources: ``builtin:arithmetic`` (generated), a data source that a plugin provides (its params
+in ``data.params``; ``grpo-host datasets`` lists them), a local
+``.json``/``.jsonl``/``.parquet``/``.csv`` file or a folder saved with ``save_to_disk``, or a
+Hugging Face dataset name. The prompt comes
 from ``prompt_column`` or from ``template`` (a format string over the row's columns); with a
 chat template it becomes ``[system?, user]`` messages, else plain text with the system prompt
 in front. Every other column stays, because rewards read them (``answer``, ...).
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_host.config import BUILTIN_DATA, ConfigError, DataSection
+from grpo_host.errors import GrpoHostError
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -64,6 +67,14 @@ def _load(section: DataSection, split: str):
         except ValueError as exc:
             raise ConfigError(str(exc))
         return datasets.Dataset.from_list(rows)
+    data_source = _data_source(source)
+    if data_source is not None:
+        try:
+            return datasets.Dataset.from_list(list(data_source.draw(section.params)))
+        except GrpoHostError as exc:
+            raise ConfigError(f"data.source {source!r}: {exc}") from None
+    if section.params:
+        raise ConfigError(f"data.params is for a data source (`grpo-host datasets` lists them); {source!r} is not one")
     path = Path(source).expanduser()
     if path.suffix.lower() in FILE_BUILDERS:
         if not path.is_file():
@@ -78,8 +89,18 @@ def _load(section: DataSection, split: str):
         raise ConfigError(
             f"data.source: could not load {source!r} (split {split!r}) as a Hugging Face data set: "
             f"{type(exc).__name__}: {exc}. Give a .json/.jsonl/.parquet/.csv file, a saved dataset "
-            f"folder, a dataset name reachable from here, or {BUILTIN_DATA}"
+            f"folder, a dataset name reachable from here, {BUILTIN_DATA}, or a data source (`grpo-host datasets`)"
         )
+
+
+def _data_source(name: str):
+    """The data source a plugin registered under ``name`` (a conflict raises), or None."""
+    from grpo_host.manager import get_plugin_manager
+
+    manager = get_plugin_manager()
+    if name in manager.datasets or ("dataset", name) in manager.conflicts:
+        return manager.get_dataset(name)
+    return None
 
 
 def shape_prompts(dataset: Any, section: DataSection, use_chat: bool) -> Any:
