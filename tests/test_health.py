@@ -237,3 +237,21 @@ def test_report_lists_the_warnings_and_says_so_when_there_are_none():
     assert "<h2>Reward health</h2>" in page and "opposed" in page and "gaming" in page
     _, rows = run(healthy, steps=30, ranges=RANGES)
     assert "No warnings" in section_health(ReportInput(rows))
+
+
+def test_grpo_host_report_rebuilds_the_report_from_metrics_jsonl(tmp_path):
+    pytest.importorskip("matplotlib")
+    import json
+
+    from .conftest import run_cli
+
+    ranges = {"accuracy": (0.0, 1.0), "length": (0.0, 1.0)}
+    _, rows = run(opposed_batch, steps=30, ranges=ranges)
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({**r, "reward": 0.5}) + "\n" for r in rows))
+    result = run_cli("report", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["steps"] == 30 and [w["kind"] for w in out["health_warnings"]] == ["opposed"]
+    assert "opposed" in (tmp_path / "report.html").read_text() and (tmp_path / "reward_curves.png").is_file()
+    missing = run_cli("report", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "has no metrics.jsonl" in missing.stderr

@@ -35,9 +35,17 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from grpo_host.cli import datasets_cmd, interop_cmd, launch_cmd, listing, rewards_cmd, train_cmd
+    from grpo_host.cli import (
+        datasets_cmd,
+        interop_cmd,
+        launch_cmd,
+        listing,
+        report_cmd,
+        rewards_cmd,
+        train_cmd,
+    )
 
-    for module in (listing, datasets_cmd, rewards_cmd, train_cmd, launch_cmd, interop_cmd):
+    for module in (listing, datasets_cmd, rewards_cmd, train_cmd, report_cmd, launch_cmd, interop_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
