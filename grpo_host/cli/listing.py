@@ -23,13 +23,13 @@ def plugins_cmd(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="grpo-host plugins")
-    for column in ("plugin", "version", "status", "rewards", "backends", "error"):
+    for column in ("plugin", "version", "status", "rewards", "backends", "trackers", "error"):
         table.add_column(column, overflow="fold")
     colors = {"ok": "green", "broken": "red", "blocked": "yellow"}
     for p in manager.plugins:
         table.add_row(
             p.name, p.version, f"[{colors[p.status]}]{p.status}[/]", ", ".join(p.rewards),
-            ", ".join(p.backends), p.error or "",
+            ", ".join(p.backends), ", ".join(p.trackers), p.error or "",
         )
     out = console()
     out.print(table)
