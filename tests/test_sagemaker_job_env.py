@@ -228,3 +228,17 @@ def test_secret_looking_variable_names():
         assert SECRET_NAME_RE.search(name), name
     for name in ("TOKENIZERS_PARALLELISM", "MY_FLAG", "KEYBOARD", "NCCL_DEBUG", "HF_HUB_OFFLINE"):
         assert not SECRET_NAME_RE.search(name), name
+
+
+def test_launch_refuses_a_job_that_could_not_find_its_data(tmp_path, monkeypatch):
+    from grpo_host.sagemaker.launcher import plan_job
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text("rewards: [format]\ndata: {source: missing.jsonl}\n")
+    options = {"region": "us-west-2", "image": "my-image:latest"}
+    with pytest.raises(GrpoHostError, match="missing.jsonl' not found here"):
+        plan_job("run.yaml", options, workdir=tmp_path / "job")
+    (tmp_path / "run.yaml").write_text("rewards: [format]\ndata: {source: builtin:arithmetic}\n")
+    with pytest.raises(GrpoHostError, match="eval_split"):
+        plan_job("run.yaml", {**options, "eval": "s3://bucket/eval.jsonl"}, workdir=tmp_path / "job")
+    assert not (tmp_path / "job").exists()  # refused before anything was built

@@ -334,6 +334,10 @@ def test_wait_streams_status_and_log(job, monkeypatch, capsys):
     assert any(job["name"] in line and "Completed" in line for line in lines)
     assert lines[-2:] == ["step 1/2  reward 0.5", "step 2/2  reward 0.6"]
     assert "model.tar.gz" in describe_summary(desc)
+    proc = grpo_host("launch", "sagemaker-logs", job["name"], "--region", REGION, "--poll", "0.1", env=job["env"],
+                     cwd=Path.cwd())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "step 2/2  reward 0.6" in proc.stdout and "model.tar.gz" in proc.stdout
 
 
 FAKE_TORCHRUN_BACKEND = """
@@ -528,6 +532,7 @@ def test_the_job_runs_in_a_played_container(job, tmp_path):
     assert any(p.name.startswith("checkpoint-") for p in (opt_ml / "checkpoints").iterdir())
     run_config = (model_dir / "run_config.yaml").read_text()
     assert "/opt/ml/input/data/train/prompts.jsonl" in run_config and "learning_rate: 0.002" in run_config
+    assert "dir: /opt/ml/checkpoints" in run_config and "resume: true" in run_config  # spot restarts resume
     assert FAKE_TOKEN not in log, "the Hub token must never reach the job's log"
     installed = subprocess.run([str(venv / "bin" / "python"), "-c", "import grpo_host, grpo_reward_format; "
                                 "print(grpo_host.__file__, grpo_reward_format.__file__)"],

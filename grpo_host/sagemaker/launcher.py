@@ -109,7 +109,7 @@ def plan_job(config_path: str | Path, cli_options: Mapping[str, Any] | None = No
         raw.setdefault("backend", {})["name"] = backend
     if not raw.get("run_name"):
         raw["run_name"] = config_path.stem
-    base_dir = config_path.resolve().parent
+    base_dir = Path.cwd()  # relative data and model paths mean what they mean to `grpo-host train` here
     run = validate_config(raw, str(config_path))  # config errors now, not after the instances start
 
     region = options.region or _default_region()
@@ -205,8 +205,14 @@ def default_image(region: str, instance_type: str) -> str:
 def _plan_channels(run: Any, options: SageMakerOptions, base_dir: Path) -> list[ChannelPlan]:
     channels: list[ChannelPlan] = []
     train_source = options.train
-    if train_source is None and _local_path(run.data.source, base_dir):
-        train_source = str(_local_path(run.data.source, base_dir))
+    source = run.data.source
+    if train_source is None and source.startswith("s3://"):
+        train_source = source
+    elif train_source is None and _local_path(source, base_dir):
+        train_source = str(_local_path(source, base_dir))
+    elif train_source is None and source.lower().endswith(job_env.DATA_SUFFIXES):
+        raise GrpoHostError(f"data.source: file {source!r} not found here ({base_dir}); the job gets its data "
+                            "from here or from S3: fix the path, or give --train s3://bucket/key")
     if train_source:
         channels.append(_channel("train", train_source, "data.source", base_dir))
     if options.eval:
@@ -546,7 +552,7 @@ def _drain_logs(logs: Any, job_name: str, tokens: dict[str, str | None], echo: C
                 kwargs["nextToken"] = tokens[name]
             page = logs.get_log_events(**kwargs)
             for event in page.get("events", []):
-                host = name.split("/", 1)[-1].split("-")[0] if many else ""
+                host = name.split("/", 1)[-1].rsplit("-", 1)[0] if many else ""  # algo-1
                 echo(f"{host + ': ' if host else ''}{event['message']}")
             token = page.get("nextForwardToken")
             if not page.get("events") or token == tokens.get(name):

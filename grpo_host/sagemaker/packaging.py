@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -281,15 +282,17 @@ def _project_name(path: Path) -> str | None:
     if path.is_dir():
         pyproject = path / "pyproject.toml"
         if pyproject.is_file():
+            text = pyproject.read_text(encoding="utf-8")
             try:
                 import tomllib
-            except ImportError:  # Python 3.10
-                tomllib = None  # type: ignore[assignment]
-            if tomllib is not None:
-                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-                name = data.get("project", {}).get("name")
-                if name:
-                    return name
+
+                name = tomllib.loads(text).get("project", {}).get("name")
+            except ImportError:  # Python 3.10: the [project] table's name line
+                project = text.split("[project]", 1)[-1].split("\n[", 1)[0]
+                match = re.search(r"^name\s*=\s*[\"']([^\"']+)", project, re.M)
+                name = match.group(1) if match else None
+            if name:
+                return name
         setup_cfg = path / "setup.cfg"
         if setup_cfg.is_file():
             import configparser
@@ -365,7 +368,9 @@ def write_job_source(root: Path, *, plugin_dists: Sequence[str], config_yaml: st
                      ) -> JobSource:
     """Write wheels/, requirements.txt, run.yaml, the torchrun entry and a manifest under
     ``root``, and pack them into ``root/../grpo-host-source.tar.gz``."""
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists():  # a kept --source-dir from an earlier launch: no stale wheels in this one
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
     names = with_local_requirements([HOST_DIST, *plugin_dists])
     dists = ship_distributions(names, root / "wheels")
     requirements = [d.requirement for d in dists]
