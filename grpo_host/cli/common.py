@@ -32,9 +32,16 @@ def parse_value(text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        # YAML 1.1 reads 1e-5 (no dot) as a string; a learning rate is meant as a number.
+        try:
+            return float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            return value
+    return value
 
 
 def parse_sets(items: Sequence[str], option: str = "--set") -> dict[str, Any]:
