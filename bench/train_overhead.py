@@ -31,27 +31,32 @@ REPO = Path(__file__).resolve().parents[1]
 
 # -- the plain TRL side ----------------------------------------------------------------------------
 def plain_rewards(config):
-    """The run's rewards as plain TRL reward functions: the plugins' code, called in a loop."""
+    """The run's rewards as plain TRL reward functions: the plugins' code, called in a loop in
+    the trainer's process (a function reward called per completion; a class reward built once
+    with its params, then its ``score`` called per completion)."""
     from grpo_host.manager import get_plugin_manager
-    from grpo_host.rewards.spec import spec_of  # only to find each reward's function and defaults
 
     manager = get_plugin_manager()
     funcs = []
     for entry in config.rewards:
         spec = manager.get_reward(entry.name)
-        target = spec.target
         params = spec.resolve_params(entry.params)
-        assert spec_of(target) is spec and spec.kind == "function"
+        if spec.kind == "class":
+            if spec.batched:
+                raise SystemExit(f"reward {entry.name!r} scores whole batches; this bench takes per-sample rewards")
+            score, extra = spec.target(**params).score, {}
+        else:
+            score, extra = spec.target, params
 
-        def fn(prompts, completions, _t=target, _p=params, _spec=spec, completion_ids=None, **columns):
-            for extra in ("trainer_state", "log_extra", "log_metric", "environments"):
-                columns.pop(extra, None)
+        def fn(prompts, completions, _score=score, _extra=extra, _spec=spec, completion_ids=None, **columns):
+            for key in ("trainer_state", "log_extra", "log_metric", "environments"):
+                columns.pop(key, None)
             out = []
             for i, completion in enumerate(completions):
                 text = completion[-1]["content"] if isinstance(completion, list) else completion
                 kwargs = {k: v[i] for k, v in columns.items()
                           if isinstance(v, list) and (_spec.accepts_any_column or k in _spec.columns)}
-                value = _t(text, **kwargs, **_p)
+                value = _score(text, **kwargs, **_extra)
                 value = getattr(value, "value", value)
                 out.append(None if value is None else float(value))
             return out
@@ -79,6 +84,7 @@ def plain_worker(config_path: str, times_path: str) -> None:
     train_ds, _ = load_datasets(config.data, built.tokenizer)
     stamps: list[float] = []
     step_times: list[float] = []
+    logged: list[dict] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -87,6 +93,7 @@ def plain_worker(config_path: str, times_path: str) -> None:
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "step_time" in logs:
                 step_times.append(float(logs["step_time"]))
+                logged.append({k: v for k, v in logs.items() if isinstance(v, (int, float))})
 
     args = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="plain-trl-"),
@@ -112,7 +119,9 @@ def plain_worker(config_path: str, times_path: str) -> None:
     )
     start = time.monotonic()
     trainer.train()
-    Path(times_path).write_text(json.dumps({"start": start, "stamps": stamps, "step_time": step_times}))
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    Path(times_path).write_text(json.dumps({"start": start, "stamps": stamps, "step_time": step_times,
+                                            "records": logged, "peak_allocated_gib": peak}))
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -126,12 +135,14 @@ def host_run(workdir: Path, steps: int, sets: list[str]) -> dict:
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if proc.returncode != 0:
-        raise SystemExit(f"grpo-host train failed:\n{proc.stdout[-3000:]}")
+        raise RuntimeError(f"grpo-host train failed:\n{proc.stdout[-3000:]}")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     elapsed = [r["elapsed"] for r in records]
     return {"walls": [b - a for a, b in zip(elapsed, elapsed[1:], strict=False)],
             "step_time": [r["step_time"] for r in records], "total": time.monotonic() - started,
-            "config": out / "run_config.yaml"}
+            "config": out / "run_config.yaml", "records": records,
+            "peak_allocated_gib": max((r["memory/peak_allocated_gib"] for r in records
+                                       if "memory/peak_allocated_gib" in r), default=None)}
 
 
 def plain_run(workdir: Path, config_path: Path) -> dict:
@@ -140,11 +151,12 @@ def plain_run(workdir: Path, config_path: Path) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--plain-worker", str(config_path), str(times)],
                           capture_output=True, text=True, cwd=workdir)
     if proc.returncode != 0:
-        raise SystemExit(f"plain TRL run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"plain TRL run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     data = json.loads(times.read_text())
     stamps = data["stamps"]
     return {"walls": [b - a for a, b in zip(stamps, stamps[1:], strict=False)], "step_time": data["step_time"],
-            "total": time.monotonic() - started}
+            "total": time.monotonic() - started, "records": data["records"],
+            "peak_allocated_gib": data["peak_allocated_gib"]}
 
 
 def main() -> None:
@@ -172,7 +184,7 @@ def main() -> None:
         path = workdir / "plain.yaml"
         path.write_text(config.to_yaml())
         result = plain_run(workdir, path)
-        print(json.dumps({k: v for k, v in result.items()}, indent=1, default=str))
+        print(json.dumps(result, indent=1, default=str))
         return
     host_walls, plain_walls, host_st, plain_st = [], [], [], []
     config_path = None

@@ -17,6 +17,7 @@ import ast
 import copy
 import difflib
 import importlib.util
+import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -50,6 +51,9 @@ HOST_OWNED_GRPO_FIELDS = {
     "model_init_kwargs": "model",
     "trust_remote_code": "model.trust_remote_code",
 }
+
+
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 class ConfigError(GrpoHostError, ValueError):
@@ -245,7 +249,8 @@ class RunConfig(_Section):
         for key in value:
             if key in HOST_OWNED_GRPO_FIELDS:
                 raise ValueError(f"{key!r} is set through {HOST_OWNED_GRPO_FIELDS[key]}, not grpo.{key}")
-        return value
+        # YAML 1.1 (PyYAML) reads `1e-5` as a string; every GRPOConfig field written so means a number.
+        return {k: float(v) if isinstance(v, str) and _EXPONENT.match(v.strip()) else v for k, v in value.items()}
 
     @model_validator(mode="after")
     def _cross(self) -> RunConfig:

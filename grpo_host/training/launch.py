@@ -54,7 +54,7 @@ def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, An
         try:
             resolve_reward_item(entry.to_item(), manager)
         except BrokenPluginError as exc:
-            broken.append(f"reward {entry.name!r}: {exc}")
+            broken.append(str(exc))
         except GrpoHostError as exc:
             problems.append(f"rewards: {exc}")
     backend, params = None, {}
@@ -62,14 +62,14 @@ def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, An
         backend = manager.get_backend(config.backend.name)
         params = backend.check_params(dict(config.backend.params))
     except BrokenPluginError as exc:
-        broken.append(f"backend {config.backend.name!r}: {exc}")
+        broken.append(str(exc))
     except GrpoHostError as exc:
         problems.append(f"backend: {exc}")
     for name in config.tracking:
         try:
             manager.get_tracker(name)
         except BrokenPluginError as exc:
-            broken.append(f"tracker {name!r}: {exc}")
+            broken.append(str(exc))
         except GrpoHostError as exc:
             problems.append(f"tracking: {exc}")
     try:
@@ -79,7 +79,6 @@ def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, An
     if broken:
         raise BrokenPluginError(
             "cannot train: a needed plugin is broken.\n  " + "\n  ".join(broken + problems)
-            + "\nFix or reinstall the plugin (`grpo-host plugins` shows the details)."
         )
     if problems:
         raise GrpoHostError("cannot train:\n  " + "\n  ".join(problems))

@@ -202,6 +202,8 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     recorder = RunRecorder(output_dir, reward_set, is_main=is_main, trackers=trackers,
                            samples_per_log=config.output.samples_per_log)
+    if _cuda():
+        recorder.metric_sources.append(_peak_memory)
     emit_progress("phase", text="starting the trainer")
     trainer = GRPOTrainer(
         model=built.model,
@@ -289,9 +291,23 @@ def _save(trainer: Any, built: Any, config: RunConfig, output_dir: Path, is_main
                  "merge it into the full-precision base with peft's merge_and_unload")
         return
     model = trainer.accelerator.unwrap_model(trainer.model)
+    if getattr(trainer, "is_fsdp_enabled", False):
+        # Sharded weights cannot be merged by one process: merge the saved adapter into a fresh base.
+        model = _adapter_on_fresh_base(built, config, output_dir / "adapter")
     merged = model.merge_and_unload()
     merged.save_pretrained(str(output_dir))
     built.tokenizer.save_pretrained(str(output_dir))
+
+
+def _adapter_on_fresh_base(built: Any, config: RunConfig, adapter_dir: Path) -> Any:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(
+        built.source, dtype=getattr(torch, built.dtype), trust_remote_code=config.model.trust_remote_code,
+        **({"revision": config.model.revision} if config.model.revision else {}))
+    return PeftModel.from_pretrained(base, str(adapter_dir))
 
 
 def _push(config: RunConfig, output_dir: Path) -> None:
@@ -312,6 +328,14 @@ def _backend_setup(config: RunConfig, manager: Any, model: Any) -> Any:
     if spec is None or spec.prepare_worker is None:
         return WorkerSetup()
     return spec.prepare_worker(spec.check_params(dict(config.backend.params)), model, config)
+
+
+def _peak_memory() -> dict[str, float]:
+    """This process's peak CUDA memory so far (allocated by tensors, and reserved by the cache)."""
+    import torch
+
+    return {"memory/peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+            "memory/peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
 
 
 def _quiet() -> None:

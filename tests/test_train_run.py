@@ -1,0 +1,124 @@
+"""`grpo-host train` end to end on CPU: the default learns, a hard-killed run resumes, two
+processes through `accelerate launch`, and the metrics contract. Slow: these train."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REWARDS = ("format", "accuracy", "length")
+CONTRACT = ("step", "reward", "step_time")
+
+
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory):
+    """One built-in model cache for the module, and no GPU even where there is one."""
+    cache = tmp_path_factory.mktemp("grpo-host-cache")
+    return {**os.environ, "GRPO_HOST_CACHE": str(cache), "CUDA_VISIBLE_DEVICES": ""}
+
+
+def train(args, env, *, timeout=600, cwd=None):
+    return subprocess.run([sys.executable, "-m", "grpo_host", "train", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=cwd)
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def check_contract(rows: list[dict], per_step: int | None = None) -> None:
+    assert rows
+    for row in rows:
+        for key in CONTRACT:
+            assert isinstance(row.get(key), (int, float)), (key, row)
+        for name in REWARDS:
+            assert isinstance(row.get(f"rewards/{name}/mean"), (int, float)), (name, row)
+            counts = [row[f"rewards/{name}/{o}"] for o in ("ok", "not_applicable", "error", "timeout")]
+            assert all(isinstance(c, int) and c >= 0 for c in counts)
+            if per_step is not None:
+                assert sum(counts) == per_step, (name, counts)
+
+
+def test_default_learns(tmp_path, cache_env):
+    """The embedded default, as shipped: the last fifth of the steps beats the first fifth."""
+    out = tmp_path / "default"
+    started = time.monotonic()
+    proc = train(["--output-dir", str(out)], cache_env)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    rows = records(out)
+    assert [r["step"] for r in rows] == list(range(1, 151))
+    check_contract(rows, per_step=16)
+    fifth = len(rows) // 5
+    first = sum(r["reward"] for r in rows[:fifth]) / fifth
+    last = sum(r["reward"] for r in rows[-fifth:]) / fifth
+    assert last > first + 0.15, (first, last)
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["final_step"] == 150
+    assert summary["reward_rise"]["rise"] == pytest.approx(last - first)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "run_config.yaml", "reward_provenance.json",
+                 "report.html", "reward_curves.png", "samples.jsonl"):
+        assert (out / name).is_file(), name
+    provenance = json.loads((out / "reward_provenance.json").read_text())
+    assert [p["name"] for p in provenance] == list(REWARDS)
+    assert all(p["plugin"].startswith("grpo-reward-") and p["params_hash"] for p in provenance)
+    assert "reward rose from" in proc.stdout and str(out / "report.html") in proc.stdout
+    print(f"default: {took:.0f} s, reward {first:.3f} -> {last:.3f}")
+
+
+SHORT = ["--set", "grpo.per_device_train_batch_size=8", "--set", "grpo.num_generations=4",
+         "--set", "grpo.max_completion_length=16", "--set", "output.report=false"]
+
+
+def test_killed_run_resumes_from_checkpoint(tmp_path, cache_env):
+    out = tmp_path / "resume"
+    args = ["--output-dir", str(out), "--set", "grpo.max_steps=40", "--set", "checkpointing.steps=5",
+            "--set", "checkpointing.keep=3", *SHORT]
+    proc = subprocess.Popen([sys.executable, "-m", "grpo_host", "train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=cache_env, start_new_session=True)
+    target = out / "checkpoints" / "checkpoint-10" / "trainer_state.json"
+    deadline = time.monotonic() + 400
+    try:
+        while not target.is_file():
+            assert proc.poll() is None, "the run ended before its checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)  # the host, the worker and its reward pool, at once
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = max(r["step"] for r in records(out))
+    assert killed_at < 40
+
+    again = train(args, cache_env)
+    assert again.returncode == 0, again.stdout[-4000:]
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["final_step"] == 40
+    assert summary["resumed_from_step"] >= 10
+    assert f"checkpoint-{summary['resumed_from_step']}" in again.stdout
+    rows = records(out)
+    assert [r["step"] for r in rows] == list(range(1, 41))  # no step lost, none twice
+    check_contract(rows, per_step=8)
+
+
+def test_accelerate_two_cpu_processes(tmp_path, cache_env):
+    out = tmp_path / "ddp"
+    proc = train(["--output-dir", str(out), "--set", "grpo.max_steps=3", "--set", "backend.params.num_processes=2",
+                  "--set", "reward_workers=1", *SHORT], cache_env)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["world_size"] == 2 and summary["final_step"] == 3
+    rows = records(out)
+    # 8 completions per process per step: the counts are summed over both processes.
+    check_contract(rows, per_step=16)
+    assert (out / "model.safetensors").is_file()
