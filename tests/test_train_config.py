@@ -17,7 +17,7 @@ from grpo_host.config import (
     json_schema,
     load_config,
 )
-from tests.conftest import run_cli, write_distribution
+from tests.conftest import REPO, run_cli, write_distribution
 
 
 def write(tmp_path, text: str, name: str = "run.yaml"):
@@ -207,3 +207,12 @@ def test_metrics_contract_helpers():
     assert page.startswith("<!doctype html>") and "data:image/png;base64," in page
     assert "&lt;b&gt;2&lt;/b&gt;" in page  # completions are escaped
     json.dumps(rise)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_configs_are_valid(path, tmp_path):
+    """Every example loads, and its rewards, backend, params and grpo fields check out."""
+    from grpo_host.training.launch import check_run
+
+    config = load_config(path, base_dir=tmp_path)
+    check_run(config)
