@@ -220,6 +220,8 @@ class ProgressView:
         kind = event.get("event")
         if kind == "end":
             self.end = event
+            if self.progress is not None:
+                self.progress.update(self.task, description="done")
             return
         if kind == "phase":
             if self.progress is not None:
