@@ -42,8 +42,11 @@ class DatasetSpec:
     plugin_version: str = ""
 
     def resolve_params(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        resolved = resolve_declared("data source", self.name, self.params, dict(params or {}))
+        given = dict(params or {})
+        resolved = resolve_declared("data source", self.name, self.params, given)
         for p in self.params:
+            if p.name not in given:  # a default is the source's own business
+                continue
             value = resolved[p.name]
             allowed = [t.strip() for t in p.type.split("|")]
             if value is None and "None" in allowed:
