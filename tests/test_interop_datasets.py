@@ -149,3 +149,12 @@ def test_run_config_names_a_data_source(squares):
             _load(DataSection(source="rows.jsonl", params={"size": 5}), "train")
     finally:
         get_plugin_manager(refresh=True)
+
+
+def test_train_refuses_a_misspelled_data_source_before_launch(tmp_path):
+    done = run_cli("train", "--set", "data.source=arithmetc", "--output-dir", str(tmp_path), "--print-command")
+    assert done.returncode == 2, done.stdout
+    assert "no data source 'arithmetc' (did you mean 'arithmetic'?)" in done.stderr
+    done = run_cli("train", "--set", "data.source=arithmetic", "--set", "data.params.size=50",
+                   "--output-dir", str(tmp_path), "--print-command")
+    assert done.returncode == 0, done.stderr

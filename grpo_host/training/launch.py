@@ -72,6 +72,7 @@ def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, An
             broken.append(str(exc))
         except GrpoHostError as exc:
             problems.append(f"tracking: {exc}")
+    problems += _check_data_source(config, manager)
     try:
         check_grpo_fields(config.grpo)
     except GrpoHostError as exc:
@@ -83,6 +84,21 @@ def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, An
     if problems:
         raise GrpoHostError("cannot train:\n  " + "\n  ".join(problems))
     return backend, params
+
+
+def _check_data_source(config: RunConfig, manager: Any) -> list[str]:
+    """A misspelled data source would surface only after the model is built, as a failed Hugging
+    Face download; caught here with a did-you-mean when it is close to one, or has params."""
+    from grpo_host.errors import did_you_mean
+
+    source = config.data.source
+    if source in manager.datasets or source.startswith("builtin:") or Path(source).expanduser().exists():
+        return []
+    close = did_you_mean(source, manager.datasets)
+    if close or config.data.params:
+        return [f"data.source: no data source {source!r}{close}; `grpo-host datasets` lists them"
+                + ("" if close else " (data.params is only for a data source)")]
+    return []
 
 
 def prepare(config: RunConfig, manager: Any = None, *, write: bool = True) -> PreparedRun:
