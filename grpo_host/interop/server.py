@@ -73,12 +73,11 @@ class RewardServer:
         self._scorer = threading.Thread(target=self._score_loop, name="grpo-host-scorer", daemon=True)
         handler = type("Handler", (_Handler,), {"app": self})
         try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
+            self.httpd = _HTTPServer((host, port), handler)
         except OSError as exc:
             self.runtime.close()
             raise GrpoHostError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                                 "pick another --port (0 takes a free one)") from None
-        self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
         self._scorer.start()
 
@@ -169,6 +168,12 @@ class RewardServer:
             "outcomes": {name: dict(totals) for name, totals in self.runtime.totals.items()},
             "limits": {"max_request_bytes": self.max_request_bytes, "max_samples": self.max_samples},
         }
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 resets connections when many trainer ranks connect at once.
+    request_queue_size = 256
 
 
 class _Handler(BaseHTTPRequestHandler):
