@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,9 @@ def build_model(config: RunConfig, device_index: int | None = None) -> BuiltMode
             bnb_4bit_quant_type=quant.quant_type,
             bnb_4bit_use_double_quant=quant.double_quant,
             bnb_4bit_compute_dtype=getattr(torch, quant.compute_dtype),
+            # A sharding backend (torchrun-fsdp) asks for the 4-bit weights packed in a float
+            # dtype: FSDP shards float tensors only. Default: bitsandbytes' uint8.
+            bnb_4bit_quant_storage=getattr(torch, os.environ.get("GRPO_HOST_BNB_QUANT_STORAGE") or "uint8"),
         )
         kwargs["device_map"] = {"": device_index or 0}
     log.info("model %s: dtype %s, attention %s (%s)%s", section.id, dtype, attention, why,
