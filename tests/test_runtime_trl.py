@@ -31,6 +31,7 @@ def test_load_rewards_drives_a_real_grpo_trainer(plugin_dir, tmp_path):
     from trl import GRPOConfig, GRPOTrainer
 
     import grpo_host
+    from grpo_host.manager import PluginManager
     from grpo_host.training.builtin import arithmetic_rows, ensure_tiny_qwen2
 
     write_distribution(plugin_dir, "grpo-reward-trltest", {"trltest_plugin": REWARDS}, {"t": "trltest_plugin"})
@@ -39,7 +40,9 @@ def test_load_rewards_drives_a_real_grpo_trainer(plugin_dir, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     dataset = Dataset.from_list(arithmetic_rows(32, seed=1))
 
-    rewards = grpo_host.load_rewards(["short", {"name": "echo-answer", "weight": 0.5}], workers=2)
+    rewards = grpo_host.load_rewards(
+        ["short", {"name": "echo-answer", "weight": 0.5}], workers=2, manager=PluginManager()  # sees plugin_dir
+    )
     args = GRPOConfig(
         output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=4, num_generations=4,
         max_completion_length=12, logging_steps=1, report_to=[], use_cpu=True, save_strategy="no",
