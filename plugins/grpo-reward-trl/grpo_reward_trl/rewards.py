@@ -69,7 +69,7 @@ class _Logged:
 
 
 _EVALUATES = ("faithful to TRL: math-verify evaluates an expression in the answer, so \\boxed{6 * 7} equals 42 "
-              "and a copied prompt expression is paid; grpo-host's `accuracy` does the same")
+              "and a copied prompt expression is paid; grpo-host's `accuracy` refuses it")
 
 
 @grpo_host.reward(name="trl-accuracy", timeout=20.0, score_range=(0.0, 1.0),
