@@ -122,3 +122,28 @@ def test_accelerate_two_cpu_processes(tmp_path, cache_env):
     # 8 completions per process per step: the counts are summed over both processes.
     check_contract(rows, per_step=16)
     assert (out / "model.safetensors").is_file()
+
+
+def test_local_jsonl_template_eval_and_lora(tmp_path, cache_env):
+    """A local JSONL with a prompt template (plain text, no chat), held-out eval, LoRA merged on save."""
+    rows = [{"question": f"What is {a} + {b}?", "answer": str(a + b)} for a in range(6) for b in range(6)]
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "lora"
+    proc = train(["--output-dir", str(out), "--set", f"data.source={data}", "--set", "data.template=Q: {question}",
+                  "--set", "data.chat_template=false", "--set", "data.eval_split=8", "--set", "eval.enabled=true",
+                  "--set", "eval.steps=2", "--set", "grpo.per_device_eval_batch_size=8", "--set", "grpo.max_steps=4",
+                  "--set", "peft.enabled=true", *SHORT], cache_env)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    # The system prompt in front as text, then the template filled from the row.
+    assert samples[0]["prompt"].startswith("Think inside <think>")
+    assert "\n\nQ: What is " in samples[0]["prompt"] and "[user]" not in samples[0]["prompt"]
+    evals = [json.loads(line) for line in (out / "eval_metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2, 4] and "eval_reward" in evals[0]
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    check = subprocess.run([sys.executable, "-c", (
+        "import sys; from transformers import AutoModelForCausalLM as M; "
+        "m = M.from_pretrained(sys.argv[1]); print(type(m).__name__, any('lora' in n for n, _ in m.named_parameters()))"
+    ), str(out)], capture_output=True, text=True, timeout=120)
+    assert check.stdout.split() == ["Qwen2ForCausalLM", "False"], check.stderr[-2000:]  # merged: a plain model

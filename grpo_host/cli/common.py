@@ -35,6 +35,8 @@ def parse_value(text: str) -> Any:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
+    if isinstance(value, dict) and not text.lstrip().startswith("{"):
+        return text  # `Q: {question}` is a template, not a mapping; mappings are written {a: 1}
     if isinstance(value, str):
         # YAML 1.1 reads 1e-5 (no dot) as a string; a learning rate is meant as a number.
         try:
