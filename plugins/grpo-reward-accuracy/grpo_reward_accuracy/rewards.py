@@ -18,19 +18,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import grpo_host
-from grpo_host.rewards.spec import reference_cache
-from grpo_reward_accuracy.exact import Value, canonical, decide, equation_of, strip_delimiters, value_of
-from grpo_reward_accuracy.extract import (
+from grpo_host.answers import (
     answer_phrase,
     boxed_contents,
-    completion_plain,
     find_answer,
     is_prose,
-    nesting_depth,
     prompt_texts,
     strip_reasoning,
     tag_content,
 )
+from grpo_host.rewards.spec import reference_cache
+from grpo_reward_accuracy.exact import Value, canonical, decide, equation_of, strip_delimiters, value_of
+from grpo_reward_accuracy.extract import completion_plain, nesting_depth
 from grpo_reward_accuracy.rouge import rouge_l, tokenize
 from grpo_reward_accuracy.shapes import decide_structured, is_structured, letter
 

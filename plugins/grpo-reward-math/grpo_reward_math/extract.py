@@ -3,13 +3,18 @@
 No sympy here: these helpers cut text into candidate expressions; ``parse`` turns a candidate
 into sympy objects. The final answer is looked for in a fixed, documented order: the last
 answer tag, then the last ``\\boxed{}``, then the last LaTeX math span, then the math at the end
-of the last non-empty line.
+of the last non-empty line. Brace matching, and every ``<think>`` block for math-steps, come
+from the host's ``grpo_host.answers``; the last tag block and the last box are read here, the
+way math-equiv documents them (they differ from ``grpo_host.answers.find_answer`` on stray
+closing tags and nested boxes).
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
+
+from grpo_host.answers import balanced_group
 
 # Words that may stand in math text; any other run of two or more letters that starts a word
 # makes a token prose: "the answer is 2x+2" yields "2x+2", while "sin(x)", "2xy", "\\frac{a}{bc}"
@@ -30,32 +35,14 @@ SCAN_CHARS = 8000  # the final answer is looked for in the last this-many charac
 _ANSWER_MARK = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:|=)?\s*:?", re.I)
 
 
-def balanced_group(text: str, start: int, limit: int = 1_000_000) -> tuple[str, int] | None:
-    """The content of the ``{...}`` group opening at ``text[start]``, and the index after it.
-
-    ``None`` when the group is unbalanced or longer than ``limit`` characters.
-    """
-    if start >= len(text) or text[start] != "{":
-        return None
-    depth = 0
-    for i in range(start, min(len(text), start + limit)):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
-            continue
-        if ch == "{" and (i == 0 or text[i - 1] != "\\"):
-            depth += 1
-        elif ch == "}" and (i == 0 or text[i - 1] != "\\"):
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-    return None
-
-
 def last_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``.
 
-    Only the last few occurrences are tried, each up to ``SCAN_CHARS`` long, so a completion
-    made of a million unclosed ``\\boxed{`` costs linear time, not quadratic.
+    The last occurrence, even one nested in another box (``\\boxed{x = \\boxed{5}}`` is ``5``),
+    and ``\\boxed5`` is ``5``: math-equiv's reading, which differs there from
+    ``grpo_host.answers.boxed_contents`` (the last top-level box), so it stays its own. Only the
+    last few occurrences are tried, each up to ``SCAN_CHARS`` long, so a completion made of a
+    million unclosed ``\\boxed{`` costs linear time, not quadratic.
     """
     starts = [m for m in _BOXED.finditer(text)][-5:]
     for match in reversed(starts):
@@ -74,25 +61,14 @@ def _tag_patterns(tag: str) -> tuple[re.Pattern, re.Pattern]:
     return re.compile(f"<{name}>", re.I), re.compile(f"</{name}>", re.I)
 
 
-def tag_contents(text: str, tag: str) -> list[str]:
-    """The contents of every complete ``<tag>...</tag>`` block, in order (linear time)."""
-    if not tag:
-        return []
-    opening, closing = _tag_patterns(tag)
-    found, pos = [], 0
-    while True:
-        start = opening.search(text, pos)
-        if start is None:
-            return found
-        end = closing.search(text, start.end())
-        if end is None:  # no closing tag after this one: none after any later opening either
-            return found
-        found.append(text[start.end() : end.start()])
-        pos = end.end()
-
-
 def last_tag_content(text: str, tag: str) -> str | None:
-    """The content of the last complete ``<tag>...</tag>`` block (linear time)."""
+    """The content of the last complete ``<tag>...</tag>`` block (linear time), any case.
+
+    From the last closing tag back to the opening before it: with a stray closing tag after
+    the block (``<answer>5</answer> x </answer>``) the content runs to that one, where
+    ``grpo_host.answers.tag_content`` stops at the first; math-equiv's scores rest on this
+    reading, so it stays its own.
+    """
     if not tag:
         return None
     opening, closing = _tag_patterns(tag)

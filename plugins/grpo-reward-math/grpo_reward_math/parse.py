@@ -26,7 +26,8 @@ from sympy.parsing.sympy_parser import (
     standard_transformations,
 )
 
-from grpo_reward_math.extract import balanced_group, is_prose_token
+from grpo_host.answers import balanced_group
+from grpo_reward_math.extract import is_prose_token
 
 MAX_CHARS = 2000  # a final answer or one side of a step is never longer than this
 MAX_DEPTH = 40  # bracket nesting

@@ -12,7 +12,8 @@ from typing import Any
 
 import grpo_host
 from grpo_host import Score
-from grpo_reward_math.extract import final_answer, reference_text, tag_contents
+from grpo_host.answers import prompt_texts, tag_contents
+from grpo_reward_math.extract import final_answer, reference_text
 
 _SHOWN = 200  # characters of an extracted answer kept in the details
 
@@ -95,8 +96,7 @@ def copied_from_prompt(answer: str, prompt: Any, reference: str) -> bool:
     """
     if not prompt:
         return False
-    if not isinstance(prompt, str):  # chat messages
-        prompt = " ".join(str(m.get("content", "")) for m in prompt if isinstance(m, dict))
+    prompt = " ".join(prompt_texts(prompt, min_chars=1))  # a string, or chat messages' text
     squashed = _squash(answer)
     if not re.search(r"[-+*/^(!\\=]", squashed.lstrip("-")) or squashed == _squash(reference_text(reference)):
         return False
@@ -140,7 +140,7 @@ class MathSteps:
         self._steps = steps
 
     def score(self, completion: str, **columns: Any) -> Score:
-        blocks = tag_contents(completion or "", self.reasoning_tag)
+        blocks = tag_contents(completion or "", self.reasoning_tag, ignore_case=True)
         region = "\n".join(blocks) if blocks else (completion or "")
         found = self._steps.find_steps(region, self.max_steps)
         report = self._steps.check_steps(found, self.tolerance)
