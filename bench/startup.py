@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, argv in COMMANDS.items():  # one untimed run each: warm the disk cache
+    for argv in COMMANDS.values():  # one untimed run each: warm the disk cache
         subprocess.run(argv, check=True, capture_output=True)
     for _ in range(args.rounds):
         for name, argv in COMMANDS.items():
