@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -216,6 +217,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         callbacks=[*backend.callbacks, recorder, *observability_callbacks(recorder, reward_set, is_main=is_main)],
     )
     trainer.remove_callback(PrinterCallback)  # the recorder prints one readable line per step
+    generation = apply_generation_speed(trainer, config, built)
     run_info = {
         "run_name": config.run_name,
         "output_dir": str(output_dir),
@@ -226,6 +228,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         "resumed_from": str(checkpoint) if checkpoint else None,
         "model": {"id": config.model.id, "dtype": built.dtype, "attention": built.attention,
                   "quantized": built.quantized},
+        "generation": generation,
     }
     trackers.start(run_info)
     started = time.time()
@@ -261,6 +264,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             "dtype": built.dtype,
             "attention": built.attention,
             "precision": precision,
+            "generation": generation,
             "reward_rise": reward_rise(records),
             "rewards": [r.name for r in reward_set.rewards],
         }
@@ -318,6 +322,68 @@ def _push(config: RunConfig, output_dir: Path) -> None:
     api.create_repo(repo, private=config.output.hub_private, exist_ok=True)
     api.upload_folder(folder_path=str(output_dir), repo_id=repo, ignore_patterns=["checkpoints/*"])
     log.info("pushed the model to https://huggingface.co/%s", repo)
+
+
+# -- generation speed ----------------------------------------------------------------------------
+_GENERATION_OWNERS = ("use_vllm", "cache_implementation", "use_transformers_paged")
+
+
+def generation_choice(config: RunConfig, *, cuda: bool, sharded: bool) -> tuple[str, str]:
+    """``(path, why)`` for ``generation.speed``: path is ``off``, ``static`` or ``static-compile``.
+
+    The auto rule follows what bench/README.md measured (one H200, 0.5B shape, bf16 full fine-tuning):
+    a static KV cache lets transformers compile the decode step (CUDA graphs), about 4x TRL's
+    default tokens/s, because the default loop pays per-token launch overhead, not math. It is
+    applied only where it was measured: LoRA/QLoRA and FSDP/DeepSpeed keep TRL's default unless
+    asked for explicitly.
+    """
+    speed = config.generation.speed
+    owner = next((k for k in _GENERATION_OWNERS if config.grpo.get(k)), None)
+    if owner:
+        if speed not in ("auto", "off"):
+            raise ConfigError(f"generation.speed={speed} and grpo.{owner} both choose how to generate; "
+                              f"keep one (generation.speed: auto steps aside for grpo.{owner})")
+        return "off", f"grpo.{owner} is set: TRL's own generation settings apply"
+    if speed != "auto":
+        why = "set in the config"
+        if speed == "static-compile" and not cuda:
+            why += " (no CUDA GPU: transformers compiles only there, so this runs as a static cache alone)"
+        return speed, why
+    if not cuda:
+        return "off", "auto on CPU: TRL's default (transformers compiles the decode step only on GPUs)"
+    if config.peft.enabled or config.quantization.load_in_4bit:
+        return "off", ("auto with LoRA/QLoRA: TRL's default (the fast path was measured on full fine-tuning "
+                       "only; set generation.speed: static-compile to try it)")
+    if sharded:
+        return "off", "auto with FSDP/DeepSpeed: TRL's default (the fast path is untested on sharded weights)"
+    return "static-compile", "auto on a CUDA GPU: static KV cache with a compiled decode step"
+
+
+def apply_generation_speed(trainer: Any, config: RunConfig, built: Any) -> dict[str, str]:
+    """Set the trainer's generation config for ``generation.speed``; say which path and why.
+
+    TRL builds ``trainer.generation_config`` once, with ``disable_compile=True``, and passes it
+    to every ``model.generate`` call; changing it after the trainer is built is the one place
+    that reaches sampling without touching how the loss or the log-probs are computed (those run
+    the model's ordinary forward on the sampled ids). Compiled decoding stays valid while the
+    optimizer updates the weights: it updates them in place, so the captured graphs read the
+    new values.
+    """
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+    path, why = generation_choice(config, cuda=_cuda(), sharded=sharded)
+    gen = getattr(trainer, "generation_config", None)
+    if path != "off" and gen is None:
+        path, why = "off", "TRL generates without a transformers generation config here (vLLM)"
+    if path != "off":
+        gen.cache_implementation = "static"
+        gen.disable_compile = path != "static-compile"
+        kwargs = getattr(trainer, "generation_kwargs", None)
+        if isinstance(kwargs, dict):  # TRL's copy of the same settings (used on transformers < 5)
+            kwargs["cache_implementation"] = "static"
+    log.info("generation: %s (%s)", path, why)
+    if path == "off" and not config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is not None:
+        log.info("generation: vllm is installed; grpo.use_vllm: true makes TRL generate with it instead")
+    return {"path": path, "why": why}
 
 
 def _backend_setup(config: RunConfig, manager: Any, model: Any) -> Any:
