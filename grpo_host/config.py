@@ -199,6 +199,11 @@ class GenerationSection(_Section):
         "Sampling only: the loss and log-probs are computed as before. Steps aside when grpo.use_vllm, "
         "grpo.cache_implementation or grpo.use_transformers_paged is set.")
 
+    @field_validator("speed", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
+
 
 class BackendSection(_Section):
     name: str = "accelerate"
