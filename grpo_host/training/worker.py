@@ -218,6 +218,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     )
     trainer.remove_callback(PrinterCallback)  # the recorder prints one readable line per step
     generation = apply_generation_speed(trainer, config, built)
+    _refuse_silent_unsharded(trainer)
     run_info = {
         "run_name": config.run_name,
         "output_dir": str(output_dir),
@@ -436,6 +437,19 @@ def _cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def _refuse_silent_unsharded(trainer: Any) -> None:
+    """An accelerate FSDP config on a machine where accelerate does not apply it (it does so on
+    GPUs only) would train unsharded, as plain data parallel, while the user believes in FSDP."""
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+    if asked and not getattr(trainer, "is_fsdp_enabled", False):
+        kind = trainer.accelerator.distributed_type
+        raise GrpoHostError(
+            f"the accelerate config asks for FSDP, but accelerate did not enable it here (distributed type "
+            f"{kind}): the run would train unsharded. On CPUs use --backend torchrun-fsdp, which shards "
+            "over gloo; on GPUs check the config file's distributed_type and fsdp_config."
+        )
 
 
 def _local_world_size() -> int:
