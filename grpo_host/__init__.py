@@ -6,9 +6,9 @@ The package root stays cheap to import: plugin modules import it for `hookimpl` 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from grpo_host._lazy import lazy_getattr
 from grpo_host._markers import hookimpl, hookspec
 from grpo_host.errors import GrpoHostError
 
@@ -36,13 +36,7 @@ __all__ = [  # noqa: F822 - the lazy names resolve through __getattr__
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'grpo_host' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr('grpo_host', _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -7,8 +7,9 @@ on first use.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from grpo_host._lazy import lazy_getattr
 
 _LAZY = {
     "GoldenCase": "grpo_host.golden.loader",
@@ -30,13 +31,7 @@ __all__ = [  # noqa: F822 - the lazy names resolve through __getattr__
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'grpo_host.golden' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr('grpo_host.golden', _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover
