@@ -11,6 +11,7 @@ of errors and timeouts passes the threshold.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -108,11 +109,15 @@ class RewardSet:
             if completion_ids is not None and any("completion_ids" in r.spec.wants for r in self.rewards):
                 cols["completion_ids"] = [[int(t) for t in ids] for ids in completion_ids]
             samples = prepare_samples(completions, cols)
+            started = time.perf_counter()
             self._batch = self.runtime.score(samples)
+            scored = time.perf_counter() - started
             self._batch_key = key
             self._anchor = (completions, prompts)  # keep ids valid while the key is in use
             self.last_samples = samples
-            self.step_log.append(batch_metrics(self._batch))
+            # The wall time of scoring the batch (every reward, the pool in parallel): the time the
+            # trainer waits on rewards, which the per-reward `seconds` (summed per sample) are not.
+            self.step_log.append({**batch_metrics(self._batch), "rewards/score_seconds": scored})
             self.check_health()
         return self._batch
 

@@ -4,9 +4,10 @@
 TRL's own metrics (``reward``, ``rewards/<name>/mean``, ``loss``, ``kl``, ``step_time``,
 completion lengths, ...) plus the reward runtime's outcome counts per reward
 (``rewards/<name>/ok|not_applicable|error|timeout``, summed over every process since the last
-log) and whatever the registered metric sources add (GPU metrics, reward-health flags). It
-keeps a few sample completions with their scores (``samples.jsonl``), reports progress to the
-host, and feeds the enabled trackers. Only the main process writes files or calls trackers;
+log; ``rewards/score_seconds``: the wall time spent waiting on scoring, the slowest process's)
+and whatever the registered metric sources add (GPU metrics, reward-health flags). It keeps
+a few sample completions with their scores (``samples.jsonl``), reports progress to the host,
+and feeds the enabled trackers. Only the main process writes files or calls trackers;
 the outcome counts are gathered from every process first, which is why ``on_log`` runs
 everywhere.
 
@@ -151,13 +152,16 @@ class RunRecorder(TrainerCallback):
         for batch in batches:
             for key in local:
                 local[key] += int(batch.get(key, 0))
+        # Wall time the trainer waited on reward scoring since the last log (the slowest process).
+        wait = round(sum(float(b.get("rewards/score_seconds", 0.0)) for b in batches), 4)
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, local)
-            local = {k: sum(g[k] for g in gathered) for k in local}
-        return local
+            dist.all_gather_object(gathered, (local, wait))
+            local = {k: sum(g[0][k] for g in gathered) for k in local}
+            wait = max(g[1] for g in gathered)
+        return {**local, "rewards/score_seconds": wait}
 
     def _write_samples(self, step: int) -> None:
         if self.samples_per_log <= 0:
