@@ -62,7 +62,10 @@ def main() -> None:
     completions = args.prompts * args.generations
     base = [f"grpo.per_device_train_batch_size={completions}", f"grpo.num_generations={args.generations}",
             f"grpo.max_completion_length={args.completion_length}", "grpo.beta=0.0", "reward_workers=4",
-            "rewards=[format, {name: length, params: {target: 200}}]"]
+            "rewards=[format, {name: length, params: {target: 200}}]",
+            # Like for like: TRL's own generation on both sides. bench/gpu.py measures the host's
+            # faster GPU default (generation.speed: auto) against plain TRL.
+            "generation.speed=off"]
     if not args.tiny:
         base += [f"model.builtin.{k}={v}" for k, v in SHAPE_05B.items()]
     base += args.sets
