@@ -8,6 +8,7 @@ it sees a pip-installed one, without pip's cost. One test also does a real ``pip
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -44,6 +45,13 @@ def plugin_dir(tmp_path, monkeypatch):
 
     importlib.invalidate_caches()
     return root
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 120):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_distribution
+from .conftest import free_port, write_distribution
 
 pytest.importorskip("sagemaker.train", reason="the SageMaker SDK is not installed: pip install 'grpo-host[sagemaker]'")
 pytest.importorskip("moto.server", reason="moto's server is not installed: pip install 'moto[server]'")
@@ -68,18 +68,12 @@ launch:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     """moto's server on 127.0.0.1, recording requests; yields (endpoint, recording path)."""
     root = tmp_path_factory.mktemp("moto")
     recording = root / "requests.jsonl"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording)}
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"), env=env)

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from grpo_host.errors import GrpoHostError  # noqa: E402
 from grpo_host.manager import PluginManager  # noqa: E402
 from grpo_host.tracking import TrackerSet  # noqa: E402
 
-from .conftest import run_cli  # noqa: E402
+from .conftest import free_port, run_cli  # noqa: E402
 
 CONFIG = {
     "run_name": "tiny",
@@ -39,12 +38,6 @@ PROVENANCE = [
     {"name": "length", "plugin": "grpo-reward-length", "version": "0.1.0", "import_path": "grpo_reward_length:length",
      "params": {"target": 20}, "params_hash": "cccc3333dddd4444", "timeout": 5.0, "weight": 0.5},
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
