@@ -112,7 +112,7 @@ ARITHMETIC = DatasetSpec(
         Param("max_operand", "int", 20, "The largest operand; larger is harder."),
         Param("operations", "str", "+-", "The operations to draw from: any of + - *."),
     ),
-    columns=("answer",),
+    columns=("answer", "working"),
     rewards=("accuracy", "format"),
     plugin="grpo-host",
 )

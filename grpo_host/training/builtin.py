@@ -8,7 +8,8 @@ chat template and the reasoning/answer tags as single tokens. Both are built onc
 goes to a temporary folder that is renamed into place, so processes that race to build it
 never see half a model.
 
-``builtin:arithmetic`` generates ``{"prompt", "answer"}`` rows ("What is 12 + 7?", "19").
+``builtin:arithmetic`` generates ``{"prompt", "answer", "working"}`` rows ("What is 12 + 7?", "19",
+"12 + 7 = 19"); ``working`` is the worked step the warm-up's target completion shows.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def cache_root() -> Path:
 def arithmetic_rows(
     n: int = 2000, seed: int = 0, max_operand: int = 20, operations: str = "+-"
 ) -> list[dict[str, str]]:
-    """``n`` questions like "What is 12 + 7?" with their answers, reproducible from ``seed``."""
+    """``n`` questions like "What is 12 + 7?" with their answers and the worked step, reproducible from ``seed``."""
     unknown = [op for op in operations if op not in OPERATIONS]
     if unknown or not operations:
         raise ValueError(f"data.builtin.operations: {operations!r}; use a string of {''.join(OPERATIONS)}")
@@ -63,7 +64,8 @@ def arithmetic_rows(
     rows = []
     for _ in range(int(n)):
         a, b, op = rng.randint(0, max_operand), rng.randint(0, max_operand), rng.choice(operations)
-        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": str(OPERATIONS[op](a, b))})
+        answer = str(OPERATIONS[op](a, b))
+        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": answer, "working": f"{a} {op} {b} = {answer}"})
     return rows
 
 
