@@ -80,8 +80,11 @@ def budget_from(environ: Mapping[str, str]) -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        print(f"warning: GRPO_HOST_PLUGIN_TIMEOUT={raw!r} is not a positive number of seconds; "
-              f"using {DEFAULT_BUDGET:g}", file=sys.stderr)
+        print(
+            f"warning: GRPO_HOST_PLUGIN_TIMEOUT={raw!r} is not a positive number of seconds; "
+            f"using {DEFAULT_BUDGET:g}",
+            file=sys.stderr,
+        )
         return DEFAULT_BUDGET
     return value
 
@@ -160,8 +163,13 @@ class TrustStore:
         return None
 
     def put(self, candidate: Candidate, verdict: Verdict) -> None:
-        entry = {"fingerprint": candidate.fingerprint, "status": verdict.status, "reason": verdict.reason,
-                 "seconds": round(verdict.seconds, 4), "checked": time.time()}
+        entry = {
+            "fingerprint": candidate.fingerprint,
+            "status": verdict.status,
+            "reason": verdict.reason,
+            "seconds": round(verdict.seconds, 4),
+            "checked": time.time(),
+        }
         self.entries[candidate.key] = entry
         self._changed[candidate.key] = entry
 
@@ -173,7 +181,9 @@ class TrustStore:
         current = self._read()
         current.update(self._changed)
         if len(current) > STORE_LIMIT:
-            keep = sorted(current, key=lambda k: current[k].get("checked", 0) if isinstance(current[k], dict) else 0)
+            keep = sorted(
+                current, key=lambda k: current[k].get("checked", 0) if isinstance(current[k], dict) else 0
+            )
             current = {k: current[k] for k in keep[-STORE_LIMIT:]}
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".plugins-", suffix=".json")
@@ -206,22 +216,43 @@ class DeadStart:
 
 
 class Breadcrumbs:
+    # A record is rewritten in place (one pwrite, no open or truncate per plugin: opening
+    # files is what costs on some file systems), padded with spaces, which JSON ignores.
+    RECORD = 2048
+
     def __init__(self, root: Path):
         self.dir = root / "loading"
         self.path = self.dir / f"{os.getpid()}.json"
         self._me = _process_start(os.getpid())
+        self._fd: int | None = None
         self._written = False
 
     def drop(self, candidate: Candidate, phase: str) -> None:
-        record = {"pid": os.getpid(), "start": self._me, "key": candidate.key, "label": candidate.label,
-                  "phase": phase, "time": time.time()}
+        record = json.dumps(
+            {
+                "pid": os.getpid(),
+                "start": self._me,
+                "key": candidate.key,
+                "label": candidate.label,
+                "phase": phase,
+                "time": time.time(),
+            }
+        ).encode()
         try:
-            self.path.write_text(json.dumps(record), encoding="utf-8")
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.pwrite(self._fd, record.ljust(self.RECORD), 0)
+            if len(record) > self.RECORD:
+                os.ftruncate(self._fd, len(record))
             self._written = True
         except OSError:
             pass
 
     def clear(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
         if self._written:
             with contextlib.suppress(OSError):
                 self.path.unlink()
@@ -263,8 +294,15 @@ class Breadcrumbs:
             path.unlink()
         if info is None or not isinstance(info.get("key"), str):
             return []
-        return [DeadStart(int(info.get("pid", 0)), info["key"], str(info.get("label", "?")),
-                          str(info.get("phase", "import")), float(info.get("time", 0)))]
+        return [
+            DeadStart(
+                int(info.get("pid", 0)),
+                info["key"],
+                str(info.get("label", "?")),
+                str(info.get("phase", "import")),
+                float(info.get("time", 0)),
+            )
+        ]
 
 
 def _alive(pid: int) -> bool:
@@ -369,13 +407,21 @@ def probe_in_child(candidates: Sequence[Candidate], budget: float) -> dict[str, 
 def _one_child(todo: list[Candidate], budget: float, verdicts: dict[str, Verdict]) -> int:
     """Run one child over ``todo``; returns how many candidates got a verdict."""
     read_fd, write_fd = os.pipe()
-    job = {"path": sys.path, "fd": write_fd,
-           "items": [{"label": c.label, "name": c.name, "value": c.value} for c in todo]}
+    job = {
+        "path": sys.path,
+        "fd": write_fd,
+        "items": [{"label": c.label, "name": c.name, "value": c.value} for c in todo],
+    }
     with tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
-                pass_fds=(write_fd,), start_new_session=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+                [sys.executable, "-c", _CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+                env={**os.environ, "PYTHONFAULTHANDLER": "1"},
             )
         except OSError as exc:
             os.close(read_fd)
@@ -430,17 +476,24 @@ def _one_child(todo: list[Candidate], budget: float, verdicts: dict[str, Verdict
             err.seek(0)
             tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
             for c in todo[done:]:
-                verdicts[c.key] = Verdict("safe", f"not checked in a child (it exited {code}: {' '.join(tail)})")
+                verdicts[c.key] = Verdict(
+                    "safe", f"not checked in a child (it exited {code}: {' '.join(tail)})"
+                )
             return len(todo)
         where = "at import" if phase == "import" else "in its hooks"
         if outcome == "timeout":
             verdicts[culprit.key] = Verdict(
-                "timeout", f"took over {budget:g} s {where} and was stopped (GRPO_HOST_PLUGIN_TIMEOUT={budget:g})",
-                budget)
+                "timeout",
+                f"took over {budget:g} s {where} and was stopped (GRPO_HOST_PLUGIN_TIMEOUT={budget:g})",
+                budget,
+            )
         else:
             err.seek(0)
-            verdicts[culprit.key] = Verdict("killed", f"killed its process {where}: {_death(code)}"
-                                            + _crash_site(err.read().decode(errors="replace")))
+            verdicts[culprit.key] = Verdict(
+                "killed",
+                f"killed its process {where}: {_death(code)}"
+                + _crash_site(err.read().decode(errors="replace")),
+            )
         return done + 1
 
 
@@ -450,7 +503,11 @@ def _death(code: int) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = " (a crash in native code)" if name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT") else ""
+        hint = (
+            " (a crash in native code)"
+            if name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT")
+            else ""
+        )
         return f"{name}{hint}"
     return f"exit status {code} (os._exit or a C exit, which no except clause catches)"
 

@@ -16,7 +16,7 @@ from .conftest import run_cli, write_distribution
 
 pytest_plugins = ["pytester"]
 
-REWARDS = '''
+REWARDS = """
 import json
 import re
 
@@ -56,7 +56,7 @@ def picky(completion: str, verification_info: str, **columns) -> float:
 @grpo_host.reward(name="nogold-constant")
 def constant(completion: str, **columns) -> float:
     return 1.0
-'''
+"""
 
 NAMES = ("nogold-liar", "nogold-liar-unranged", "nogold-honest", "nogold-picky", "nogold-constant")
 
@@ -66,8 +66,12 @@ def rewards(plugin_dir, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(plugin_dir.parent / "cache"))
     monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", "grpo-reward-nogold")
     (plugin_dir / "grpo_reward_nogold").mkdir()
-    write_distribution(plugin_dir, "grpo-reward-nogold", {"grpo_reward_nogold/__init__": REWARDS},
-                       {"nogold": "grpo_reward_nogold"})
+    write_distribution(
+        plugin_dir,
+        "grpo-reward-nogold",
+        {"grpo_reward_nogold/__init__": REWARDS},
+        {"nogold": "grpo_reward_nogold"},
+    )
     importlib.invalidate_caches()
     manager = PluginManager()
     return {name: manager.get_reward(name) for name in NAMES}
@@ -84,13 +88,17 @@ def test_a_liar_without_goldens_is_caught_by_its_declared_range(rewards):
     assert missing.failed and "ships no golden file" in missing.message and "guessed input" in missing.message
     probe = checks[("probe", "empty-completion")]
     assert probe.failed, probe.message
-    assert "probe 'empty-completion' of reward 'nogold-liar': the empty completion scored 1 (empty)" in probe.message
+    assert (
+        "probe 'empty-completion' of reward 'nogold-liar': the empty completion scored 1 (empty)"
+        in probe.message
+    )
     assert "full marks: the top of its declared score_range [0, 1]" in probe.message
     assert probe.data["judged_against"] == "score_range" and probe.data["caught"]["variant"] == "empty"
     # The conformance checks ran (on the guessed input), not skipped.
     conformance = [c for (kind, _), c in checks.items() if kind == "conformance"]
-    assert len(conformance) == 11 and all(c.status == "passed" for c in conformance), \
-        [(c.name, c.status, c.message) for c in conformance]
+    assert len(conformance) == 11 and all(c.status == "passed" for c in conformance), [
+        (c.name, c.status, c.message) for c in conformance
+    ]
     # The honest-looking probes pass: the guessed answer scores 1, the hacks below full marks.
     assert checks[("probe", "padding")].status == "passed"
     assert checks[("probe", "answer-sprayed")].status == "passed"
@@ -116,7 +124,9 @@ def test_an_honest_reward_without_goldens_fails_only_for_the_goldens(rewards):
 def test_guesses_the_reward_cannot_score_are_not_blamed_on_it(rewards):
     checks = checks_of(rewards["nogold-picky"])
     survives = checks[("conformance", "survives-empty")]
-    assert survives.status == "skipped" and "guessed input" in survives.message and "error" in survives.message
+    assert (
+        survives.status == "skipped" and "guessed input" in survives.message and "error" in survives.message
+    )
     assert checks[("conformance", "no-torch-on-import")].status == "passed"
     assert all(c.status == "skipped" for (kind, _), c in checks.items() if kind == "probe")
     constant = checks_of(rewards["nogold-constant"])
@@ -142,13 +152,19 @@ def test_pytest_plugin_without_goldens(pytester, plugin_dir, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(plugin_dir.parent / "cache"))
     monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", "grpo-reward-nogold")
     (plugin_dir / "grpo_reward_nogold").mkdir()
-    write_distribution(plugin_dir, "grpo-reward-nogold", {"grpo_reward_nogold/__init__": REWARDS},
-                       {"nogold": "grpo_reward_nogold"})
+    write_distribution(
+        plugin_dir,
+        "grpo-reward-nogold",
+        {"grpo_reward_nogold/__init__": REWARDS},
+        {"nogold": "grpo_reward_nogold"},
+    )
     importlib.invalidate_caches()
     pytester.makefile(".yaml", **{"grpo-golden": "rewards: [nogold-liar]\n"})
     result = pytester.runpytest_subprocess("-rf", "-p", "no:cacheprovider")
     out = result.stdout.str()
     failed = sorted(line.split()[1] for line in out.splitlines() if line.startswith("FAILED "))
-    assert failed == ["grpo-golden.yaml::nogold-liar::golden-file",
-                      "grpo-golden.yaml::nogold-liar::probe[empty-completion]"], out
+    assert failed == [
+        "grpo-golden.yaml::nogold-liar::golden-file",
+        "grpo-golden.yaml::nogold-liar::probe[empty-completion]",
+    ], out
     assert "full marks: the top of its declared score_range [0, 1]" in out

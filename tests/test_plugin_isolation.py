@@ -78,8 +78,10 @@ def assert_shout_still_works() -> None:
 
 
 def test_os_exit_at_import_is_listed_broken_and_every_command_works(isolated, monkeypatch):
-    monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS",
-                       os.environ["GRPO_HOST_LOAD_PLUGINS"] + ",grpo-reward-format,grpo-backend-accelerate")
+    monkeypatch.setenv(
+        "GRPO_HOST_LOAD_PLUGINS",
+        os.environ["GRPO_HOST_LOAD_PLUGINS"] + ",grpo-reward-format,grpo-backend-accelerate",
+    )
     add_plugin(isolated, "grpo-reward-exiter", "import os\nos._exit(3)\n")
 
     rows, _, _ = plugins_json()
@@ -111,8 +113,11 @@ def test_segfault_at_import_is_listed_broken_with_where(isolated, monkeypatch):
 def test_a_start_that_died_in_process_is_traced_to_the_plugin(isolated, monkeypatch):
     """The trust store's fingerprint still matches, so the plugin is imported in process and
     the command dies; the next start finds the breadcrumb, names the plugin, and lives."""
-    module = add_plugin(isolated, "grpo-reward-flaky",
-                        ARMED.format(module="grpo_reward_flaky", action="os._exit(3)", reward="flaky"))
+    module = add_plugin(
+        isolated,
+        "grpo-reward-flaky",
+        ARMED.format(module="grpo_reward_flaky", action="os._exit(3)", reward="flaky"),
+    )
     rows, _, _ = plugins_json()
     assert rows["grpo-reward-flaky"]["status"] == "ok"
     (isolated / f"{module}.armed").touch()
@@ -131,22 +136,30 @@ def test_a_start_that_died_in_process_is_traced_to_the_plugin(isolated, monkeypa
 
 
 def test_system_exit_and_keyboard_interrupt_from_plugins_mark_them_broken(isolated, monkeypatch):
-    add_plugin(isolated, "grpo-reward-quitter", """
+    add_plugin(
+        isolated,
+        "grpo-reward-quitter",
+        """
         import grpo_host
 
         @grpo_host.hookimpl
         def grpo_rewards():
             raise SystemExit(3)
-    """)
+    """,
+    )
     add_plugin(isolated, "grpo-reward-interrupter", "raise KeyboardInterrupt\n")
-    add_plugin(isolated, "grpo-reward-exitcall", """
+    add_plugin(
+        isolated,
+        "grpo-reward-exitcall",
+        """
         import sys
         import grpo_host
 
         @grpo_host.hookimpl
         def grpo_trackers():
             sys.exit("bye")
-    """)
+    """,
+    )
     records = {p.name: p for p in PluginManager().plugins}
     assert records["grpo-reward-quitter"].status == "broken"
     assert records["grpo-reward-quitter"].error == "failed while registering: SystemExit: 3"
@@ -173,8 +186,11 @@ def test_slow_imports_are_named_and_a_hang_is_stopped_and_quarantined(isolated, 
     assert hang["status"] == "broken" and "took over 4 s at import and was stopped" in hang["error"]
     sleepy = rows["grpo-reward-sleepy"]
     assert sleepy["status"] == "ok" and sleepy["import_seconds"] >= 1.4
-    assert "plugin grpo-reward-sleepy 0.1.0 took 1.5 s to import" in stderr or \
-        "plugin grpo-reward-sleepy 0.1.0 took 1.6 s to import" in stderr or "grpo-reward-sleepy" in stderr
+    assert (
+        "plugin grpo-reward-sleepy 0.1.0 took 1.5 s to import" in stderr
+        or "plugin grpo-reward-sleepy 0.1.0 took 1.6 s to import" in stderr
+        or "grpo-reward-sleepy" in stderr
+    )
     assert any("grpo-reward-sleepy" in w and "s to import" in w for w in data["warnings"])
     assert "grpo-reward-shout" not in stderr  # fast plugins are not named
 
@@ -184,13 +200,19 @@ def test_slow_imports_are_named_and_a_hang_is_stopped_and_quarantined(isolated, 
     assert listed.returncode == 0, listed.stderr
     assert time.monotonic() - start < 4 + 1.5, "a start waited for the quarantined plugin again"
     rows, _, _ = plugins_json()
-    assert "quarantined" in rows["grpo-reward-hang"]["error"] and "--recheck" in rows["grpo-reward-hang"]["error"]
+    assert (
+        "quarantined" in rows["grpo-reward-hang"]["error"]
+        and "--recheck" in rows["grpo-reward-hang"]["error"]
+    )
 
 
 def test_a_trusted_plugin_that_hangs_in_process_is_stopped(isolated, monkeypatch):
     monkeypatch.setenv("GRPO_HOST_PLUGIN_TIMEOUT", "2")
-    module = add_plugin(isolated, "grpo-reward-stall",
-                        ARMED.format(module="grpo_reward_stall", action="import time; time.sleep(60)", reward="stall"))
+    module = add_plugin(
+        isolated,
+        "grpo-reward-stall",
+        ARMED.format(module="grpo_reward_stall", action="import time; time.sleep(60)", reward="stall"),
+    )
     assert plugins_json()[0]["grpo-reward-stall"]["status"] == "ok"
     (isolated / f"{module}.armed").touch()
     start = time.monotonic()
@@ -218,11 +240,16 @@ TRACKER = """
 
 
 def test_a_tracker_named_like_another_conflicts_naming_both(isolated, monkeypatch):
-    monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", os.environ["GRPO_HOST_LOAD_PLUGINS"] + ",grpo-tracking-mlflow")
+    monkeypatch.setenv(
+        "GRPO_HOST_LOAD_PLUGINS", os.environ["GRPO_HOST_LOAD_PLUGINS"] + ",grpo-tracking-mlflow"
+    )
     add_plugin(isolated, "grpo-tracking-impostor", TRACKER)
     manager = PluginManager()
     assert "mlflow" not in manager.trackers
-    assert sorted(manager.conflicts[("tracker", "mlflow")]) == ["grpo-tracking-impostor", "grpo-tracking-mlflow"]
+    assert sorted(manager.conflicts[("tracker", "mlflow")]) == [
+        "grpo-tracking-impostor",
+        "grpo-tracking-mlflow",
+    ]
     from grpo_host.tracking import TrackerSet
 
     with pytest.raises(NameConflictError) as err:
@@ -234,7 +261,10 @@ def test_a_tracker_named_like_another_conflicts_naming_both(isolated, monkeypatc
     fixed = PluginManager(environ={**os.environ, "GRPO_HOST_DISABLE_PLUGINS": "grpo-tracking-impostor"})
     assert type(fixed.get_tracker("mlflow")).__module__.startswith("grpo_tracking_mlflow")
     # A tracker without the methods marks its plugin broken instead of failing mid-run.
-    add_plugin(isolated, "grpo-tracking-hollow", """
+    add_plugin(
+        isolated,
+        "grpo-tracking-hollow",
+        """
         import grpo_host
 
         class Hollow:
@@ -243,7 +273,8 @@ def test_a_tracker_named_like_another_conflicts_naming_both(isolated, monkeypatc
         @grpo_host.hookimpl
         def grpo_trackers():
             return [Hollow()]
-    """)
+    """,
+    )
     hollow = next(p for p in PluginManager().plugins if p.name == "grpo-tracking-hollow")
     assert hollow.status == "broken" and "without start, log_metrics, finish" in hollow.error
 
@@ -251,26 +282,34 @@ def test_a_tracker_named_like_another_conflicts_naming_both(isolated, monkeypatc
 def test_a_re_exported_first_party_reward(isolated, monkeypatch):
     monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", os.environ["GRPO_HOST_LOAD_PLUGINS"] + ",grpo-reward-format")
     # Importing a first-party reward to use it is not a claim on its name ...
-    add_plugin(isolated, "grpo-reward-user", """
+    add_plugin(
+        isolated,
+        "grpo-reward-user",
+        """
         import grpo_host
         from grpo_reward_format import format_reward
 
         @grpo_host.reward(name="formatted-shout")
         def formatted_shout(completion: str, **columns) -> float:
             return 1.0
-    """)
+    """,
+    )
     manager = PluginManager()
     assert manager.get_reward("format").plugin == "grpo-reward-format"
     assert "formatted-shout" in manager.rewards and not manager.conflicts
     # ... handing it out from a hook is, and the conflict names both sides.
-    add_plugin(isolated, "grpo-reward-copycat", """
+    add_plugin(
+        isolated,
+        "grpo-reward-copycat",
+        """
         import grpo_host
         from grpo_reward_format import format_reward
 
         @grpo_host.hookimpl
         def grpo_rewards():
             return [format_reward]
-    """)
+    """,
+    )
     manager = PluginManager()
     with pytest.raises(NameConflictError) as err:
         manager.get_reward("format")
@@ -281,7 +320,11 @@ def test_a_re_exported_first_party_reward(isolated, monkeypatch):
 
     assert spec_of(grpo_reward_format.format_reward).plugin == "grpo-reward-format"  # provenance kept
     result = run_cli("try-reward", "format", "--completion", "x")
-    assert result.returncode == 2 and "grpo-reward-copycat" in result.stderr and "grpo-reward-format" in result.stderr
+    assert (
+        result.returncode == 2
+        and "grpo-reward-copycat" in result.stderr
+        and "grpo-reward-format" in result.stderr
+    )
 
 
 def test_a_broken_reward_plugin_names_itself_to_the_python_api(isolated, monkeypatch):
