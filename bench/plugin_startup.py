@@ -1,6 +1,7 @@
 """CLI start-up with the plugin guard, side by side with the host before it, in one run.
 
-Sides, alternated round by round (medians, then ratios to the first):
+Sides, alternated round by round (medians of wall time and of CPU time, user + sys of the
+command and its children, which a loaded machine disturbs less; then ratios to the first):
   before:   the host without the guard (a checkout given as --before, e.g.
             `git archive adeca00 grpo_host | tar -x -C /tmp/grpo-before`), plugins imported in process
   trusted:  this host, every plugin known good in the trust store (a normal start)
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,17 +56,22 @@ def main() -> None:
     assert check.stdout.startswith(args.before), f"--before is not what runs: {check.stdout}"
     for side in sides:  # untimed: warm the disk cache and the trusted store
         subprocess.run(argv, env=env(side), check=True, capture_output=True, cwd=scratch)
-    times: dict[str, list[float]] = {side: [] for side in sides}
+    wall: dict[str, list[float]] = {side: [] for side in sides}
+    cpu: dict[str, list[float]] = {side: [] for side in sides}
     for _ in range(args.rounds):
         for side in sides:
             environ = env(side)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             subprocess.run(argv, env=environ, check=True, capture_output=True, cwd=scratch)
-            times[side].append(time.perf_counter() - start)
-    medians = {side: statistics.median(t) for side, t in times.items()}
-    print(f"grpo-host {args.command} --json, {args.rounds} rounds, medians:")
+            wall[side].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[side].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    print(f"grpo-host {args.command} --json, {args.rounds} rounds, medians (load average {os.getloadavg()[0]:.1f}):")
     for side in sides:
-        print(f"  {side:8s} {medians[side] * 1000:7.1f} ms   {medians[side] / medians['before']:.2f}x before")
+        w, c = statistics.median(wall[side]), statistics.median(cpu[side])
+        w0, c0 = statistics.median(wall["before"]), statistics.median(cpu["before"])
+        print(f"  {side:8s} wall {w * 1000:7.1f} ms ({w / w0:.2f}x before)   cpu {c * 1000:7.1f} ms ({c / c0:.2f}x before)")
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -29,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -90,16 +88,18 @@ def budget_from(environ: Mapping[str, str]) -> float:
 
 
 def cache_dir(environ: Mapping[str, str]) -> Path | None:
-    """``$XDG_CACHE_HOME/grpo-host`` (``~/.cache/grpo-host``), created; None when unwritable."""
+    """``$XDG_CACHE_HOME/grpo-host`` (``~/.cache/grpo-host``), else a per-user folder in the
+    temp dir (a read-only home, as in some containers); None when neither is writable."""
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = Path(base) / "grpo-host"
-    try:
-        (path / "loading").mkdir(parents=True, exist_ok=True)
-        if not os.access(path, os.W_OK):
-            return None
-    except OSError:
-        return None
-    return path
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    for path in (Path(base) / "grpo-host", Path(tempfile.gettempdir()) / f"grpo-host-{uid}"):
+        try:
+            (path / "loading").mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path / "loading", os.W_OK):
+            return path
+    return None
 
 
 def fingerprint(version: str, dist_path: str | None, module: str) -> str:
@@ -406,6 +406,9 @@ def probe_in_child(candidates: Sequence[Candidate], budget: float) -> dict[str, 
 
 def _one_child(todo: list[Candidate], budget: float, verdicts: dict[str, Verdict]) -> int:
     """Run one child over ``todo``; returns how many candidates got a verdict."""
+    import selectors
+    import subprocess
+
     read_fd, write_fd = os.pipe()
     job = {
         "path": sys.path,

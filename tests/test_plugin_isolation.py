@@ -11,7 +11,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -173,10 +178,15 @@ def test_system_exit_and_keyboard_interrupt_from_plugins_mark_them_broken(isolat
     assert_shout_still_works()
 
 
+@pytest.mark.slow
 def test_slow_imports_are_named_and_a_hang_is_stopped_and_quarantined(isolated, monkeypatch):
     monkeypatch.setenv("GRPO_HOST_PLUGIN_TIMEOUT", "4")
     add_plugin(isolated, "grpo-reward-sleepy", "import time\ntime.sleep(1.5)\n")
-    add_plugin(isolated, "grpo-reward-hang", "import time\ntime.sleep(60)\n")
+    # It counts its imports (child or not) in a file next to it, then hangs.
+    counter = isolated / "hang-imports.txt"
+    add_plugin(
+        isolated, "grpo-reward-hang", f"import time\nopen({str(counter)!r}, 'a').write('x')\ntime.sleep(60)\n"
+    )
 
     start = time.monotonic()
     rows, data, stderr = plugins_json()
@@ -186,26 +196,30 @@ def test_slow_imports_are_named_and_a_hang_is_stopped_and_quarantined(isolated, 
     assert hang["status"] == "broken" and "took over 4 s at import and was stopped" in hang["error"]
     sleepy = rows["grpo-reward-sleepy"]
     assert sleepy["status"] == "ok" and sleepy["import_seconds"] >= 1.4
-    assert (
-        "plugin grpo-reward-sleepy 0.1.0 took 1.5 s to import" in stderr
-        or "plugin grpo-reward-sleepy 0.1.0 took 1.6 s to import" in stderr
-        or "grpo-reward-sleepy" in stderr
-    )
+    assert re.search(r"warning: plugin grpo-reward-sleepy 0.1.0 took \d+\.\d s to import", stderr), stderr
     assert any("grpo-reward-sleepy" in w and "s to import" in w for w in data["warnings"])
     assert "grpo-reward-shout" not in stderr  # fast plugins are not named
 
-    # The hang is quarantined: later starts do not wait for it again.
-    start = time.monotonic()
+    assert counter.read_text() == "x"  # imported once, in the child
+
+    # The hang is quarantined: later starts do not import it (nor wait for it) again ...
     listed = run_cli("rewards", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert time.monotonic() - start < 4 + 1.5, "a start waited for the quarantined plugin again"
     rows, _, _ = plugins_json()
+    assert counter.read_text() == "x"
     assert (
         "quarantined" in rows["grpo-reward-hang"]["error"]
         and "--recheck" in rows["grpo-reward-hang"]["error"]
     )
+    # ... until asked to try again, and once fixed (its file changed) it loads.
+    rows, _, _ = plugins_json("--recheck")
+    assert counter.read_text() == "xx" and rows["grpo-reward-hang"]["status"] == "broken"
+    (isolated / "grpo_reward_hang.py").write_text("HANG = False\n")
+    rows, _, _ = plugins_json()
+    assert rows["grpo-reward-hang"]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_trusted_plugin_that_hangs_in_process_is_stopped(isolated, monkeypatch):
     monkeypatch.setenv("GRPO_HOST_PLUGIN_TIMEOUT", "2")
     module = add_plugin(
@@ -333,3 +347,32 @@ def test_a_broken_reward_plugin_names_itself_to_the_python_api(isolated, monkeyp
     assert manager.get_reward("shout").plugin == "grpo-reward-shout"
     with pytest.raises(BrokenPluginError, match="grpo-reward-bomb.*exit status 7"):
         manager.get_reward("bomb")
+
+
+def test_a_real_ctrl_c_while_loading_stops_the_command_and_blames_no_plugin(isolated, monkeypatch):
+    monkeypatch.setenv("GRPO_HOST_PLUGIN_TIMEOUT", "60")
+    module = add_plugin(
+        isolated,
+        "grpo-reward-dozy",
+        ARMED.format(module="grpo_reward_dozy", action="import time; time.sleep(30)", reward="dozy"),
+    )
+    assert plugins_json()[0]["grpo-reward-dozy"]["status"] == "ok"  # trusted from now on
+    (isolated / f"{module}.armed").touch()
+    loading = Path(os.environ["XDG_CACHE_HOME"]) / "grpo-host" / "loading"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grpo_host", "rewards", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any("dozy" in p.read_text() for p in loading.glob("*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # the user's Ctrl-C, in the middle of the plugin's import
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and ("Aborted" in err or "KeyboardInterrupt" in err), (proc.returncode, err)
+    assert not list(loading.glob("*.json"))  # no breadcrumb: the plugin did not kill the start
+    (isolated / f"{module}.armed").unlink()
+    after = run_cli("rewards", "--json")
+    assert after.returncode == 0 and "died while" not in after.stderr, after.stderr
+    assert "dozy" in {r["name"] for r in json.loads(after.stdout)["rewards"]}
