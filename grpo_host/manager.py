@@ -149,6 +149,8 @@ class PluginManager:
             for ep, record, candidate in pending:
                 if candidate.key in quarantined:
                     record.status, record.error = "broken", quarantined[candidate.key]
+                    # Named at every start: what it would have provided is silently missing otherwise.
+                    self._warn(f"plugin {record.name} {record.version}: {record.error}")
                     continue
                 self._load_one(ep, record, candidate)
         finally:
@@ -253,13 +255,13 @@ class PluginManager:
 
     def _register(self, obj: Any, record: PluginRecord, candidate: plugin_guard.Candidate | None = None) -> None:
         try:
-            self._check_hook_names(obj)
-            self._pm.register(obj, name=f"{record.name}:{record.entry_point}")
-        except Exception as exc:  # noqa: BLE001 - pluggy's PluginValidationError and friends
-            self._mark_broken(record, exc, "failed hook validation")
-            return
-        try:
             with self._guard.around(candidate, "hooks"):
+                try:
+                    self._check_hook_names(obj)
+                    self._pm.register(obj, name=f"{record.name}:{record.entry_point}")
+                except Exception as exc:  # noqa: BLE001 - pluggy's PluginValidationError and friends
+                    self._mark_broken(record, exc, "failed hook validation")
+                    return
                 rewards = self._collect(obj, record, "grpo_rewards")
                 found = {id(spec_of(r)) for r in rewards}
                 # The smallest plugin is a module of decorated rewards with no hook at all; a
@@ -276,7 +278,8 @@ class PluginManager:
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a hook must not end the command
             self._reraise_if_user_interrupt(exc)
             self._remember_timeout(exc, candidate, "in its hooks")
-            self._pm.unregister(obj)
+            if self._pm.is_registered(obj):
+                self._pm.unregister(obj)
             self._mark_broken(record, exc, "failed while registering")
             return
         for spec in reward_specs:

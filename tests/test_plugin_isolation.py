@@ -53,7 +53,7 @@ ARMED = """
 def isolated(plugin_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", "grpo-reward-shout")
-    write_distribution(plugin_dir, "grpo-reward-shout", {"shout_plugin": SHOUT}, {"shout": "shout_plugin"})
+    write_distribution(plugin_dir, "grpo-reward-shout", {"iso_shout_plugin": SHOUT}, {"shout": "iso_shout_plugin"})
     return plugin_dir
 
 
@@ -94,6 +94,8 @@ def test_os_exit_at_import_is_listed_broken_and_every_command_works(isolated, mo
     assert "killed its process at import: exit status 3" in rows["grpo-reward-exiter"]["error"]
     assert rows["grpo-reward-shout"]["status"] == "ok" and rows["grpo-reward-format"]["status"] == "ok"
     assert_shout_still_works()
+    listed = run_cli("rewards", "--json")  # names what is missing on stderr, every start
+    assert "warning: plugin grpo-reward-exiter 0.1.0: quarantined: killed its process" in listed.stderr
     table = run_cli("plugins", env={"COLUMNS": "250"})
     assert table.returncode == 0 and "grpo-reward-exiter" in table.stdout and "broken" in table.stdout
     # Asking for what the broken plugin might provide names it and why.
