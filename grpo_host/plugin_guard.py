@@ -476,8 +476,7 @@ def _one_child(todo: list[Candidate], budget: float, verdicts: dict[str, Verdict
             return done
         culprit = todo[done]
         if current != done:  # the child died before it began a plugin: nothing to blame
-            err.seek(0)
-            tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
+            tail = _tail(err).strip().splitlines()[-1:]
             for c in todo[done:]:
                 verdicts[c.key] = Verdict(
                     "safe", f"not checked in a child (it exited {code}: {' '.join(tail)})"
@@ -491,13 +490,19 @@ def _one_child(todo: list[Candidate], budget: float, verdicts: dict[str, Verdict
                 budget,
             )
         else:
-            err.seek(0)
             verdicts[culprit.key] = Verdict(
                 "killed",
                 f"killed its process {where}: {_death(code)}"
-                + _crash_site(err.read().decode(errors="replace")),
+                + _crash_site(_tail(err)),
             )
         return done + 1
+
+
+def _tail(stream: Any, limit: int = 65536) -> str:
+    """The end of the child's stderr (a plugin may write any amount there)."""
+    stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, stream.tell() - limit))
+    return stream.read().decode(errors="replace")
 
 
 def _death(code: int) -> str:
