@@ -142,7 +142,7 @@ class ScoringPool:
         warmed = [threading.Event() for _ in self.runtimes]
         self._threads = [threading.Thread(target=self._lane, args=(runtime, warm, done), daemon=True,
                                           name=f"grpo-host-lane-{i}")
-                         for i, (runtime, done) in enumerate(zip(self.runtimes, warmed))]
+                         for i, (runtime, done) in enumerate(zip(self.runtimes, warmed, strict=True))]
         for thread in self._threads:
             thread.start()
         for done in warmed:

@@ -58,6 +58,8 @@ class Limits:
 # Bodies larger than this are parsed off the event loop, so small requests keep flowing.
 INLINE_PARSE_BYTES = 256 * 1024
 KEEP_ALIVE_S = 15
+# Many trainer ranks connect at once; a short backlog resets connections.
+BACKLOG = 2048
 GRACEFUL_SHUTDOWN_S = 30
 ROUTES = {"/health": "GET", "/rewards": "GET", "/score": "POST", "/get_reward": "POST"}
 
@@ -455,7 +457,7 @@ class RewardServer:
         config = uvicorn.Config(
             self.app, http=guarded_protocol(self.limits), ws="none", lifespan="on", interface="asgi3",
             log_level="info" if verbose else "warning", access_log=verbose, timeout_keep_alive=KEEP_ALIVE_S,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, backlog=2048, server_header=False, date_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, backlog=BACKLOG, server_header=False, date_header=False,
             h11_max_incomplete_event_size=self.limits.max_header_bytes,
         )
         self.uvicorn = uvicorn.Server(config)
@@ -515,6 +517,8 @@ def _listen(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        # Listening from here on: a client that connects before uvicorn runs waits in the backlog.
+        sock.listen(BACKLOG)
     except OSError as exc:
         raise GrpoHostError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                             "pick another --port (0 takes a free one)") from None
