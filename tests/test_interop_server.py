@@ -96,7 +96,7 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def server(plugin_env):
     proc, url = start_cli_server(
-        plugin_env, "has-answer,stall,ends-answer", "--workers", "2", "--lanes", "2",
+        plugin_env, "has-answer,stall,ends-answer", "--workers", "3",
         "--set", f"stall.timeout={STALL_TIMEOUT}", "--max-request-bytes", str(MAX_BYTES),
         "--max-samples", str(MAX_SAMPLES), "--header-timeout", str(HEADER_TIMEOUT),
         "--body-timeout", str(BODY_TIMEOUT), "--max-connections", str(MAX_CONNECTIONS))
@@ -167,7 +167,7 @@ def test_health_and_rewards(server):
     status, health = get(server + "/health")
     assert status == 200 and health["status"] == "ok"
     assert health["rewards"] == ["has-answer", "stall", "ends-answer"]
-    assert health["lanes"] == 2 and health["workers"] == 4 and health["auth"] is False
+    assert health["lanes"] == 3 and health["workers"] == 3 and health["auth"] is False
     limits = health["limits"]
     assert (limits["max_request_bytes"], limits["max_samples"]) == (MAX_BYTES, MAX_SAMPLES)
     assert (limits["header_timeout_s"], limits["body_timeout_s"]) == (HEADER_TIMEOUT, BODY_TIMEOUT)
@@ -513,7 +513,7 @@ def test_exported_file_scores_through_the_server(server, tmp_path, plugin_env):
 
 def test_token_auth(plugin_env, tmp_path):
     env = {**plugin_env, "PROBE_TOKEN": "s3cret-token-value"}
-    proc, url = start_cli_server(env, "has-answer", "--workers", "1", "--lanes", "1", "--token-env", "PROBE_TOKEN")
+    proc, url = start_cli_server(env, "has-answer", "--workers", "1", "--token-env", "PROBE_TOKEN")
     try:
         sample = {"samples": [{"completion": "7", "answer": "7"}]}
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token-value"}):
@@ -568,10 +568,10 @@ def worker_progress_files(pid: int) -> set[str]:
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
 def test_sigterm_finishes_in_flight_requests_and_removes_shared_memory(plugin_env):
-    proc, url = start_cli_server(plugin_env, "stall", "--workers", "2", "--lanes", "2")
+    proc, url = start_cli_server(plugin_env, "stall", "--workers", "2")
     try:
         files = worker_progress_files(proc.pid)
-        assert len(files) == 4 and all(os.path.exists(f) for f in files), files
+        assert len(files) == 2 and all(os.path.exists(f) for f in files), files
         in_flight: dict = {}
         thread = threading.Thread(target=lambda: in_flight.update(answer=post(url + "/score", {"samples": [
             {"completion": "SLOW"}]})))

@@ -30,9 +30,8 @@ def _end_tokens_option(func):
 @click.option("--set", "sets", multiple=True, metavar="REWARD.PARAM=VALUE",
               help="Set a reward param (timeout and weight too: accuracy.timeout=5).")
 @click.option("--workers", type=int, default=None,
-              help="Reward worker processes per lane (default: the cores available).")
-@click.option("--lanes", type=int, default=2, show_default=True,
-              help="Batches scored side by side, each by its own worker pool: a hanging sample holds up only its lane.")
+              help="Reward worker processes (default: the cores available); each scores its own batches, "
+                   "so a hanging sample holds up only its worker's batch.")
 @click.option("--token-env", metavar="NAME",
               help="Require 'Authorization: Bearer <token>', the token read from environment variable NAME.")
 @click.option("--max-request-bytes", type=int, default=None, help="Largest request body (default 8 MiB).")
@@ -45,7 +44,7 @@ def _end_tokens_option(func):
 @_end_tokens_option
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
 def serve_rewards_cmd(names: tuple[str, ...], host: str, port: int, sets: tuple[str, ...], workers: int | None,
-                      lanes: int, token_env: str | None, max_request_bytes: int | None, max_samples: int | None,
+                      token_env: str | None, max_request_bytes: int | None, max_samples: int | None,
                       max_connections: int | None, header_timeout: float | None, body_timeout: float | None,
                       label_column: str, strip_end_tokens: bool, tokenizer: str | None, verbose: bool) -> None:
     """Serve rewards NAME[,NAME...] over HTTP for trainers on other machines.
@@ -73,8 +72,8 @@ def serve_rewards_cmd(names: tuple[str, ...], host: str, port: int, sets: tuple[
     for key, value in given.items():
         if value is not None and not value > 0:
             raise GrpoHostError(f"--{key.removesuffix('_s').replace('_', '-')} must be a positive number, not {value}")
-    if lanes < 1:
-        raise GrpoHostError(f"--lanes must be 1 or more, not {lanes}")
+    if workers is not None and workers < 1:
+        raise GrpoHostError(f"--workers must be 1 or more, not {workers}")
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
     end_tokens = resolve_end_tokens(tokenizer, strip_end_tokens)
     reward_names = _names(names)
@@ -84,14 +83,14 @@ def serve_rewards_cmd(names: tuple[str, ...], host: str, port: int, sets: tuple[
     if not is_loopback(host) and token is None:
         err.print(f"[yellow]warning:[/yellow] serving on {host} without a token: anyone who can reach this port "
                   "can score (and load your workers); set --token-env NAME", highlight=False)
-    server = RewardServer(bound, host=host, port=port, workers=workers, lanes=lanes, limits=limits,
+    server = RewardServer(bound, host=host, port=port, workers=workers, limits=limits,
                           label_column=label_column, end_tokens=end_tokens, token=token, warm=True, verbose=verbose)
     # The first line is for scripts (and tests) that started us with --port 0.
     click.echo(f"serving rewards {', '.join(server.names)} on {server.url}", nl=True)
     sys.stdout.flush()
     err.print(
         f"[dim]POST {server.url}/score · POST {server.url}/get_reward (OpenRLHF) · GET {server.url}/health · "
-        f"{lanes} lane(s) x {server.pool.runtimes[0].size} worker(s)"
+        f"{server.pool.workers} worker(s)"
         f"{' · bearer token required' if token else ''}; Ctrl-C or SIGTERM stops[/dim]", highlight=False)
     try:
         server.serve_forever()

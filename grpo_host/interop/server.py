@@ -2,8 +2,8 @@
 
 An ASGI app (:class:`RewardApp`) on uvicorn (httptools and uvloop when installed). Requests are
 parsed on the event loop and scored by a :class:`~grpo_host.interop.scoring.ScoringPool`:
-requests that arrive together are scored as one batch (micro-batching across clients), on a
-few lanes, each its own worker pool, so a hanging sample holds up only its own batch while the
+requests that arrive together are scored as one batch (micro-batching across clients), on
+lanes of one worker process each, so a hanging sample holds up only its own batch while the
 other lanes go on; the runtime's per-sample timeouts apply as in training. The server does not
 trust its clients: every malformed request gets a JSON 4xx (body size, JSON nesting depth and
 number length, bad Content-Length, 405 with ``Allow``), headers and body each have a deadline
@@ -86,8 +86,8 @@ def _error_bytes(status: int, message: str) -> bytes:
     return json.dumps({"error": message, "status": status}).encode()
 
 
-def parse_body(raw: bytes, limits: Limits) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
+def json_decoder(limits: Limits) -> json.JSONDecoder:
+    """A decoder that refuses numbers longer than the limit and NaN/Infinity (not JSON)."""
     cap = limits.max_number_chars
 
     def number(kind: type) -> Any:
@@ -100,16 +100,23 @@ def parse_body(raw: bytes, limits: Limits) -> dict[str, Any]:
     def constant(name: str) -> Any:
         raise _NumberTooLong(f"{name} is not JSON; send finite numbers (or null)")
 
+    return json.JSONDecoder(parse_int=number(int), parse_float=number(float), parse_constant=constant)
+
+
+def parse_body(raw: bytes, limits: Limits, decoder: json.JSONDecoder | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 saying what is wrong with it."""
     if not raw.strip():
         raise RequestError(400, "the body is empty: send a JSON object (see docs/serve-rewards.md)")
     try:
-        body = json.loads(raw, parse_int=number(int), parse_float=number(float), parse_constant=constant)
+        body = (decoder or json_decoder(limits)).decode(raw.decode("utf-8"))
     except RecursionError:
         raise RequestError(400, f"the body is nested too deeply; this server takes at most {limits.max_json_depth} "
                                 "levels of arrays and objects") from None
     except _NumberTooLong as exc:
         raise RequestError(400, f"the body holds {exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"the body is not valid JSON: it is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
         raise RequestError(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise RequestError(400, f"the body must be a JSON object, not {type(body).__name__}")
@@ -124,6 +131,9 @@ def parse_body(raw: bytes, limits: Limits) -> dict[str, Any]:
     return body
 
 
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class RewardApp:
     """The ASGI application: routes, auth, limits, and the JSON of both protocols."""
 
@@ -135,6 +145,7 @@ class RewardApp:
         self._token = token.encode() if token else None
         self.started = time.time()
         self.counts = {"requests": 0, "rejected": 0}
+        self._decoder = json_decoder(limits)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -155,7 +166,7 @@ class RewardApp:
         except Exception as exc:  # noqa: BLE001 - the server's own fault, said as JSON, and it goes on
             status = 500
             payload = {"error": f"the reward server failed: {type(exc).__name__}: {exc}", "status": 500}
-        body = json.dumps(payload, default=str).encode()
+        body = _ENCODER.encode(payload).encode()
         raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         raw_headers += [(k.encode(), v.encode()) for k, v in headers]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -191,9 +202,9 @@ class RewardApp:
         self.counts["requests"] += 1
         raw = await self._read_body(scope, receive)
         if len(raw) > INLINE_PARSE_BYTES:
-            body = await asyncio.to_thread(parse_body, raw, self.limits)
+            body = await asyncio.to_thread(parse_body, raw, self.limits, self._decoder)
         else:
-            body = parse_body(raw, self.limits)
+            body = parse_body(raw, self.limits, self._decoder)
         if path == "/score":
             return 200, await self._score(body)
         return 200, await self._get_reward(body)
@@ -433,7 +444,6 @@ class RewardServer:
         host: str = "127.0.0.1",
         port: int = 0,
         workers: int | None = None,
-        lanes: int = 2,
         limits: Limits | None = None,
         label_column: str = "answer",
         end_tokens: Sequence[str] = DEFAULT_END_TOKENS,
@@ -447,7 +457,7 @@ class RewardServer:
         self.sock = _listen(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         try:
-            self.pool = ScoringPool(bound, workers=workers, lanes=lanes, warm=warm)
+            self.pool = ScoringPool(bound, workers=workers, warm=warm)
         except BaseException:
             self.sock.close()
             raise
@@ -458,6 +468,7 @@ class RewardServer:
             self.app, http=guarded_protocol(self.limits), ws="none", lifespan="on", interface="asgi3",
             log_level="info" if verbose else "warning", access_log=verbose, timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, backlog=BACKLOG, server_header=False, date_header=False,
+            proxy_headers=False,
             h11_max_incomplete_event_size=self.limits.max_header_bytes,
         )
         self.uvicorn = uvicorn.Server(config)
