@@ -354,6 +354,40 @@ def _reply_and_close(transport: Any, status: int, message: str) -> None:
     transport.close()
 
 
+class _CoalescingTransport:
+    """A transport whose writes within one event-loop step go out as one: uvicorn writes a
+    response's head and body separately, two syscalls (and, with TCP_NODELAY, two segments) per
+    answer; on a loopback-heavy trainer node each one costs as much as the rest of the request."""
+
+    __slots__ = ("_transport", "_loop", "_chunks", "_scheduled")
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop):
+        self._transport, self._loop = transport, loop
+        self._chunks: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def guarded_protocol(limits: Limits) -> type:
     """Uvicorn's HTTP protocol with what uvicorn leaves out: a deadline for a request's headers
     (uvicorn only times out idle keep-alive connections, so a client trickling a byte at a time
@@ -371,6 +405,7 @@ def guarded_protocol(limits: Limits) -> type:
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            self.transport = _CoalescingTransport(transport, self.loop)
             if len(self.connections) > limits.max_connections:
                 _reply_and_close(transport, 503, f"this server holds at most {limits.max_connections} open "
                                                  "connections (--max-connections); retry shortly")
