@@ -11,11 +11,12 @@ boxes, LaTeX fractions, wrong answers), so both accuracy's exact path and math-v
 Modes, all against one server in one run:
 - `batch`: one client, requests of --batch samples (the "same samples sent as one batch");
 - `single`: --clients-single clients (32), one sample per request (OpenRLHF 0.11's and verl
-  0.9.1's reward-loop pattern);
+  0.9.1's reward-loop pattern); batch and single alternate for --rounds rounds, so a busy
+  neighbour on a shared machine weighs on both alike, then single runs --seconds (20) on end;
 - `group`: 1, 8 and 32 clients, requests of one group of 8 completions (the old figures);
 - the peer: the same groups scored in process, one after another (no HTTP).
 
-    python bench/serve_rewards.py [--seconds 20] [--reward accuracy] [--workers N]
+    python bench/serve_rewards.py [--seconds 20] [--rounds 3] [--reward accuracy] [--workers N]
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ def _client_process(url: str, threads: int, offset: int, stride: int, seconds: f
                 totals = [r["total"] for r in results]
                 outcomes = [o["outcome"] for r in results for o in r["rewards"].values()]
                 tally["timeouts"] += outcomes.count("timeout")
+                if "timeout" in outcomes and len(examples) < 3:
+                    examples.append(("timeout", json.loads(request.split(b"\r\n\r\n", 1)[1])["samples"][:1],
+                                     results))
                 bad = [(got, want, r["rewards"]) for got, want, r in zip(totals, expected, results, strict=False)
                        if got != want and "timeout" not in json.dumps(r)]
                 if bad and len(examples) < 3:
@@ -213,6 +217,7 @@ def in_process(reward: str, workers: int | None, seconds: float, work: list[list
         reference = [[r["total"] for r in results_json(bound, inline.score(check_samples(g)), len(g), details=False)]
                      for g in work]
     try:
+        score(work[0])  # warm: the workers started, the reward imported
         latencies, count, i = [], 0, 0
         stop = time.monotonic() + seconds
         began = time.perf_counter()
@@ -277,7 +282,10 @@ def row(label: str, r: dict, base: float | None = None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=20.0, help="per measured point")
+    parser.add_argument("--seconds", type=float, default=20.0, help="the continuous 32-client run")
+    parser.add_argument("--round-seconds", type=float, default=5.0, help="each point of the interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="batch, single, batch, single, ...")
+    parser.add_argument("--group-seconds", type=float, default=10.0)
     parser.add_argument("--reward", default="accuracy")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--batch", type=int, default=256, help="samples per request in the batch mode")
@@ -287,31 +295,47 @@ def main() -> None:
     parser.add_argument("--out", help="write the figures as JSON here too")
     args = parser.parse_args()
     work = groups()
-    print(f"reward {args.reward}; {args.seconds:g} s per point; {os.cpu_count()} CPUs; "
-          f"{args.client_procs} client process(es)", flush=True)
-    base, reference = in_process(args.reward, args.workers, min(args.seconds, 10.0), work)
+    print(f"reward {args.reward}; {os.cpu_count()} CPUs; {args.client_procs} client processes; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    base, reference = in_process(args.reward, args.workers, args.group_seconds, work)
     print(f"in process (no HTTP, 1 caller, groups of {GROUP}): {base['completions_per_s']:.0f} completions/s, "
           f"p50 {base['p50_ms']:.1f} ms, p99 {base['p99_ms']:.1f} ms", flush=True)
-    figures: dict = {"in_process": base, "cpus": os.cpu_count(), "reward": args.reward}
+    figures: dict = {"in_process": base, "cpus": os.cpu_count(), "reward": args.reward, "rounds": []}
     proc, url = start_server(args.reward, args.workers)
+    pid = proc.pid
+    batch_requests = requests_of(work, reference, args.batch)
+    single_requests = requests_of(work, reference, 1)
+    group_requests = requests_of(work, reference, GROUP)
     try:
-        run_clients(url, 4, 2.0, requests_of(work, reference, GROUP), args.client_procs)  # warm
+        run_clients(url, 4, 2.0, group_requests, args.client_procs)  # warm
         print("| mode | clients | completions/s | vs one batch | p50 latency | p99 latency | requests | lost | wrong "
               "| timeouts | server CPU / request | worker CPU / sample |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        pid = proc.pid
-        batch = measured(pid, lambda: run_clients(url, 1, args.seconds, requests_of(work, reference, args.batch), 1))
-        print(row(f"one batch of {args.batch} per request", batch, batch["completions_per_s"]), flush=True)
-        single = measured(pid, lambda: run_clients(url, args.clients_single, args.seconds,
-                                                   requests_of(work, reference, 1), args.client_procs))
-        print(row("1 sample per request", single, batch["completions_per_s"]), flush=True)
-        figures.update(batch=batch, single=single, group={})
+        ratios = []
+        for k in range(args.rounds):  # interleaved, so a busy neighbour weighs on both sides alike
+            batch = measured(pid, lambda: run_clients(url, 1, args.round_seconds, batch_requests, 1))
+            single = measured(pid, lambda: run_clients(url, args.clients_single, args.round_seconds,
+                                                       single_requests, args.client_procs))
+            ratios.append(single["completions_per_s"] / batch["completions_per_s"])
+            figures["rounds"].append({"batch": batch, "single": single})
+            print(row(f"round {k + 1}: one batch of {args.batch} per request", batch, batch["completions_per_s"]))
+            print(row(f"round {k + 1}: 1 sample per request", single, batch["completions_per_s"]), flush=True)
+        batch_rate = statistics.median(r["batch"]["completions_per_s"] for r in figures["rounds"])
+        long = measured(pid, lambda: run_clients(url, args.clients_single, args.seconds, single_requests,
+                                                 args.client_procs))
+        figures["single_continuous"] = long
+        print(row(f"1 sample per request, {args.seconds:g} s", long, batch_rate), flush=True)
+        figures["group"] = {}
         for clients in (int(c) for c in args.group_clients.split(",") if c):
-            r = measured(pid, lambda c=clients: run_clients(url, c, args.seconds, requests_of(work, reference, GROUP),
+            r = measured(pid, lambda c=clients: run_clients(url, c, args.group_seconds, group_requests,
                                                             args.client_procs))
             figures["group"][clients] = r
-            print(row(f"1 group ({GROUP}) per request", r, batch["completions_per_s"]), flush=True)
-        print(f"single/batch = {single['completions_per_s'] / batch['completions_per_s']:.2f}")
+            print(row(f"1 group ({GROUP}) per request", r, batch_rate), flush=True)
+        figures["single_over_batch"] = statistics.median(ratios)
+        print(f"single / batch, median of {args.rounds} interleaved rounds: {statistics.median(ratios):.2f} "
+              f"({', '.join(f'{x:.2f}' for x in ratios)}); group runs vs in process: "
+              + ", ".join(f"{c} clients {r['completions_per_s'] / base['completions_per_s']:.2f}x"
+                          for c, r in figures["group"].items()))
     finally:
         proc.terminate()
         proc.wait(timeout=60)

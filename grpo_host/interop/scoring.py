@@ -117,7 +117,7 @@ class ScoringPool:
 
     ``submit`` returns a :class:`concurrent.futures.Future` of ``{reward name: [SampleResult]}``
     for the submitted samples (``asyncio.wrap_future`` awaits it from an event loop). A lane
-    that comes free takes its share of every sample waiting, ``ceil(waiting / free lanes)``: a
+    that comes free takes its share of every sample waiting, ``ceil(waiting / lanes)``: a
     large request is cut over the free lanes (each piece one round trip to its worker, groups
     kept together), and many small ones waiting while the lanes were busy go out as one batch.
     ``workers=0`` scores in one lane in this process, without timeouts (debugging).
@@ -210,7 +210,9 @@ class ScoringPool:
                     self._idle -= 1
                     return None
                 self._cv.wait()
-            share = min(self.max_batch, -(-self._waiting // self._idle))
+            # A fair share of all lanes, not of the free ones: a lane that took everything while
+            # the others were busy for a moment would score it alone while they sat idle.
+            share = min(self.max_batch, -(-self._waiting // len(self.runtimes)))
             self._idle -= 1
             parts, taken = [], 0
             while self._pending and taken < share:
