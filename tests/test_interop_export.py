@@ -217,3 +217,17 @@ def test_end_tokens_options(plugin, tmp_path):
     done = run_cli("export", "verl", "exp-match", "--tokenizer", str(empty), "-o", str(module))
     assert done.returncode != 0 and "names no eos_token or pad_token" in done.stderr
 
+
+
+@pytest.mark.parametrize("args", [["--help"], ["serve-rewards", "--help"], ["export", "--help"]])
+def test_cli_start_imports_no_http_stack(args):
+    """uvicorn and its parser and loop load when a server starts, not with the CLI."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "grpo_host", *args], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "grpo_host" in imported and not imported & {"uvicorn", "httptools", "uvloop", "aiohttp", "h11"}
+    if args[0] == "serve-rewards":
+        assert "--token-env" in result.stdout and "--keep-end-tokens" in result.stdout
+    if args[0] == "export":
+        assert "--tokenizer" in result.stdout
