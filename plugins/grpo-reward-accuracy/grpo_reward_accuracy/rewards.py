@@ -74,7 +74,7 @@ _RELATION = re.compile(r"\\(?:in|le|ge|leq|geq|lt|gt|leqslant|geqslant|neq|ne|no
 # Number formats the exact paths read one way and math-verify may read another: a space or a
 # comma between digits (`1 000`, `0,5`, `2,74`), a decimal with no leading digit (`.4`), an
 # escaped dollar (`\\$ 5`, currency in LaTeX, which also breaks `$...$` spans).
-_NUMBER_FORMAT = re.compile(r"\d,\d|\d \d{3}(?!\d)|(?<![\w.])\.\d|\\\$")
+_NUMBER_FORMAT = re.compile(r"(?<![\d,])\d+,\d+(?!\d|,\d)|\d \d{3}(?!\d)|(?<![\w.])\.\d|\\\$")
 # `32, 349`: a list to math-verify, one number to the exact paths once spaces go.
 _SPACED_GROUP = re.compile(r"\d,\s+\d")
 # End-of-turn tokens a completion may carry (`<|im_end|>`, `<|im_start|>user`).
@@ -306,20 +306,30 @@ _TAIL_CHARS = 3000  # what math-verify reads of a completion: its end, where the
 
 def is_one_expression(text: str) -> bool:
     """Whether the whole completion is one bare expression (`\\frac{10}{9}`, `1 000`, `x = 5`):
-    short, one line, no words, no math delimiters (those the other steps read)."""
+    short, one line, no math delimiters (those the other steps read) and no word of two or more
+    letters outside LaTeX commands (`It is 1 or 2` is a sentence)."""
     text = text.strip()
-    return (0 < len(text) <= 200 and "\n" not in text and "$" not in text and "\\(" not in text
-            and "\\[" not in text and not is_prose(text))
+    if not 0 < len(text) <= 200 or "\n" in text or "$" in text or "\\(" in text or "\\[" in text:
+        return False
+    return not _LETTERS.search(_COMMAND.sub(" ", _TEXT_COMMAND.sub(" ", text)))
+
+
+_TEXT_COMMAND = re.compile(r"\\(?:text|mathrm|textbf|mbox|operatorname)\s*\{[^{}]*\}")
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+_LETTERS = re.compile(r"[A-Za-z]{2,}")
 
 
 def may_read_otherwise(gold: Gold, found: Found, answer: str, text: str) -> bool:
-    """Whether math-verify could read this completion differently from the answer we found."""
-    if gold.several or gold.relation or gold.odd_number or found.candidates > 1 or is_prose(answer):
+    """Whether math-verify could read this completion differently from the answer we found.
+
+    Several answers count only against a gold that is not one value: against one value, several
+    different boxes are a correction (the last counts) or a spray, which no reading makes right.
+    """
+    if gold.several or gold.relation or gold.odd_number or is_prose(answer) or _RELATION.search(answer):
         return True
-    if len(boxed_contents(text[-_TAIL_CHARS:])) > 1:
-        return True  # the same box twice, or boxes inside an answer tag
-    if _RELATION.search(answer) or is_several(canonical(answer)):
-        return True
+    if gold.value is None and gold.equation is None:
+        if found.candidates > 1 or len(boxed_contents(text[-_TAIL_CHARS:])) > 1 or is_several(canonical(answer)):
+            return True
     return bool(_NUMBER_FORMAT.search(text[-400:]))
 
 
