@@ -201,6 +201,14 @@ def math_verify_verdict(gold: str, text: str) -> int | None:
     return int(verify(gold_parsed, answer, timeout_seconds=None))
 
 
+def completion_style(text: str) -> str:
+    if "<answer>" in text:
+        return "answer tag"
+    if "Final Answer:" in text:
+        return "minerva"
+    return "boxed" if "\\boxed" in text else "no answer"
+
+
 # -- the run ---------------------------------------------------------------------------------
 def timed(fn, batch: dict) -> tuple[float, list]:
     start = time.perf_counter()
@@ -290,24 +298,32 @@ def main() -> None:
         print(f"    {who:9s} {kind:10s} {pair:22s} {count:5d}")
     # -- judged by math-verify's own verdicts ----------------------------------------------------
     judged = min(args.judge_batches, len(batches))
-    by_mv, mv_lines = Counter(), []
+    by_style: dict[str, Counter] = {}
+    mv_lines = []
     for b in range(judged):
         batch, (trl_scores, ours_scores, rows) = batches[b], results[b]
         for i, (t, o) in enumerate(zip(trl_scores, ours_scores, strict=True)):
-            mv = math_verify_verdict(batch["solution"][i], batch["completions"][i][0]["content"])
-            by_mv["samples"] += 1
-            by_mv["trl"] += t == mv
-            by_mv["ours"] += o == mv
-            by_mv["label"] += mv == batch["labels"][i]
-            if o != mv and t == mv:
-                mv_lines.append(f"batch {b} #{i} gold {batch['solution'][i]!r} label {batch['labels'][i]} math-verify {mv} "
-                                f"TRL {verdict(t)} ours {verdict(o)} (ours read {rows[i].details.get('extracted')!r})")
+            text = batch["completions"][i][0]["content"]
+            mv = math_verify_verdict(batch["solution"][i], text)
+            style = completion_style(text)
+            counts = by_style.setdefault(style, Counter())
+            counts["samples"] += 1
+            counts["trl"] += t == mv
+            counts["ours"] += o == mv
+            counts["label"] += mv == batch["labels"][i]
+            if o != mv and t == mv and style != "answer tag":
+                mv_lines.append(f"batch {b} #{i} [{style}] gold {batch['solution'][i]!r} label {batch['labels'][i]} "
+                                f"math-verify {mv} TRL {verdict(t)} ours {verdict(o)} "
+                                f"(ours read {rows[i].details.get('extracted')!r}) ...{text[-80:]!r}")
     if judged:
-        n_mv = by_mv["samples"]
-        print(f"\njudged by math-verify's own verdicts ({judged} batches, {n_mv} samples): TRL agrees on "
-              f"{by_mv['trl']} ({100 * by_mv['trl'] / n_mv:.1f}%), grpo-host on {by_mv['ours']} "
-              f"({100 * by_mv['ours'] / n_mv:.1f}%); math-verify itself matches the label on {by_mv['label']}")
-        print(f"  samples where TRL agrees with math-verify and grpo-host does not: {len(mv_lines)}")
+        print(f"\njudged by math-verify's own verdicts ({judged} batches), by completion style "
+              "(math-verify reads no <answer> tag, so its verdict on those is not a grader's):")
+        for style, c in sorted(by_style.items()):
+            n_mv = c["samples"]
+            print(f"  {style:12s} {n_mv:5d} samples: TRL agrees on {c['trl']} ({100 * c['trl'] / n_mv:.1f}%), "
+                  f"grpo-host on {c['ours']} ({100 * c['ours'] / n_mv:.1f}%); math-verify matches the label on "
+                  f"{c['label']} ({100 * c['label'] / n_mv:.1f}%)")
+        print(f"  outside answer tags, samples where TRL agrees with math-verify and grpo-host does not: {len(mv_lines)}")
         for line in mv_lines[:40]:
             print("    " + line)
 

@@ -76,7 +76,7 @@ _RELATION = re.compile(r"\\(?:in|le|ge|leq|geq|lt|gt|leqslant|geqslant|neq|ne|no
 # escaped dollar (`\\$ 5`, currency in LaTeX, which also breaks `$...$` spans).
 _NUMBER_FORMAT = re.compile(r"(?<![\d,])\d+,\d+(?!\d|,\d)|\d \d{3}(?!\d)|(?<![\w.])\.\d|\\\$")
 # `32, 349`: a list to math-verify, one number to the exact paths once spaces go.
-_SPACED_GROUP = re.compile(r"\d,\s+\d")
+_SPACED_GROUP = re.compile(r"[-+]?\d{1,3}(?:,\s+\d{3})+(?:\.\d+)?")
 # End-of-turn tokens a completion may carry (`<|im_end|>`, `<|im_start|>user`).
 _END_TOKENS = re.compile(r"(?:\s*<\|[A-Za-z_]+\|>\s*(?:user|assistant|system)?)+\s*$")
 # A completion that ends like a finished text, not cut off mid-sentence.
@@ -254,7 +254,7 @@ class Accuracy:
             # "What is 12*3+6?" answered \boxed{12*3+6}: equal to 42, and a restated question.
             return grpo_host.Score(0.0, details, path="fast", reason="the answer is an expression copied from the prompt")
         # `32, 349` loses its space in the canonical form: a list to math-verify, so not ours to decide.
-        verdict = fast_verdict(gold, canon) if not _SPACED_GROUP.search(answer) else None
+        verdict = fast_verdict(gold, canon) if not _SPACED_GROUP.fullmatch(answer) else None
         if verdict is True:
             return grpo_host.Score(1.0, details, path="fast")
         second_look = may_read_otherwise(gold, found, answer, text)
