@@ -174,3 +174,21 @@ SPRAYS = [  # several different answers against one value: no reading makes them
 @pytest.mark.parametrize(("gold", "completion"), SPRAYS)
 def test_sprayed_answers_score_0_even_where_math_verify_would_pick_one(score, gold, completion):
     assert score(completion, answer=gold).value == 0.0
+
+
+def test_second_look_refuses_a_deeply_nested_tail(score):
+    """A finished completion with no answer we can place goes to math-verify, unless its end is
+    nested past max_nesting (the LaTeX parser is exponential in nesting): then it scores 0 at once."""
+    import time
+
+    hostile = "We get " + "(" * 60 + "x" + ")" * 60 + "."
+    start = time.perf_counter()
+    got = score(hostile, answer="5")
+    assert got.value == 0.0 and "nested" in got.details["reason"]
+    assert time.perf_counter() - start < 5
+    # The same shape, shallow, is read by math-verify: a finished sentence whose answer only it places.
+    got = score("Therefore there are 12 distinct sequences that meet the three given conditions. I hope it is correct.",
+                answer="12")
+    assert (got.value, got.details["path"]) == (1.0, "math-verify-completion")
+    # Cut off mid-sentence: no second look, no credit for a number in the reasoning.
+    assert score("So far $n = 12$ sequences.\n\nNow we combine this with the", answer="12").value == 0.0

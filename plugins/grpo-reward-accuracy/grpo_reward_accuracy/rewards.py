@@ -236,7 +236,7 @@ class Accuracy:
         if found is None:
             if self.last_expression and _FINISHED.search(text):
                 # A finished text whose answer we cannot place: math-verify may still read one.
-                return self._second_look(gold, text, {"extracted": None, "gold": _shown(gold.text)})
+                return self._second_look(gold, text, {"extracted": None, "gold": _shown(gold.text)}, "no answer found")
             return grpo_host.Score(0.0, extracted=None, gold=_shown(gold.text), path="fast", reason="no answer found")
         answer = found.text.strip()
         if found.source == "answer-phrase" and is_prose(answer):
@@ -267,14 +267,20 @@ class Accuracy:
             equal, parsed = mathverify.equal(gold.source, gold.prose, answer)
             if equal or not second_look:
                 return grpo_host.Score(float(equal), details, path="math-verify", parsed=parsed)
-        return self._second_look(gold, text, details)
+        return self._second_look(gold, text, details, "not equal")
 
-    @staticmethod
-    def _second_look(gold: Gold, text: str, details: dict[str, Any]) -> grpo_host.Score:
-        """The last word: math-verify reads the completion itself, as graders configure it."""
+    def _second_look(self, gold: Gold, text: str, details: dict[str, Any], why_not: str) -> grpo_host.Score:
+        """The last word: math-verify reads the completion itself, as graders configure it.
+
+        Not on a tail nested past ``max_nesting``: the parser is exponential in nesting, and the
+        answer we found (or its absence) already scored 0.
+        """
         from grpo_reward_accuracy import mathverify
 
-        equal, read = mathverify.equal_completion(gold.source, gold.prose, gold.raw or gold.source, _tail(text))
+        tail = _tail(text)
+        if nesting_depth(tail) > self.max_nesting:
+            return grpo_host.Score(0.0, details, path="fast", reason=f"{why_not}; too deeply nested for a second look")
+        equal, read = mathverify.equal_completion(gold.source, gold.prose, gold.raw or gold.source, tail)
         return grpo_host.Score(float(equal), details, path="math-verify-completion", parsed=read)
 
     def _refuse_hostile(self, answer: str) -> None:
