@@ -77,8 +77,12 @@ def judge(cases: dict, with_trl: bool = True) -> list[dict]:
     for suite, items in cases["suites"].items():
         for case in items:
             gold, prediction = case["gold"], case["prediction"]
-            row = {**case, "suite": suite, "accuracy": verdict_accuracy(score, gold, prediction),
-                   "math-verify": verdict_math_verify(gold, prediction)}
+            row = {
+                **case,
+                "suite": suite,
+                "accuracy": verdict_accuracy(score, gold, prediction),
+                "math-verify": verdict_math_verify(gold, prediction),
+            }
             if with_trl:
                 row["trl"] = verdict_trl(gold, prediction)
             rows.append(row)
@@ -89,7 +93,12 @@ def agreement(rows: list[dict], who: str) -> tuple[int, int]:
     return sum(r[who] == r["expected"] for r in rows), len(rows)
 
 
-DEFAULT_SETTINGS = {"match_types": ["latex", "expr"], "precision": 6, "strict": True, "allow_set_relation_comp": False}
+DEFAULT_SETTINGS = {
+    "match_types": ["latex", "expr"],
+    "precision": 6,
+    "strict": True,
+    "allow_set_relation_comp": False,
+}
 
 
 def default_settings(row: dict) -> bool:
@@ -107,7 +116,11 @@ def math_gold(row: dict) -> bool:
 
 def subsets(rows: list[dict]) -> dict[str, list[dict]]:
     defaults = [r for r in rows if default_settings(r)]
-    return {"all": rows, "default settings": defaults, "default settings, math golds": [r for r in defaults if math_gold(r)]}
+    return {
+        "all": rows,
+        "default settings": defaults,
+        "default settings, math golds": [r for r in defaults if math_gold(r)],
+    }
 
 
 def main() -> None:
@@ -122,21 +135,31 @@ def main() -> None:
     who = ["accuracy", "math-verify"] + (["trl"] if "trl" in rows[0] else [])
     for suite in dict.fromkeys(r["suite"] for r in rows):
         subset = [r for r in rows if r["suite"] == suite]
-        figures = ", ".join(f"{w} {a}/{n} ({100 * a / n:.1f}%)" for w in who for a, n in [agreement(subset, w)])
+        figures = ", ".join(
+            f"{w} {a}/{n} ({100 * a / n:.1f}%)" for w in who for a, n in [agreement(subset, w)]
+        )
         print(f"{suite} ({len(subset)} cases): {figures}")
     for name, subset in subsets(rows).items():
-        figures = ", ".join(f"{w} {a}/{n} ({100 * a / n:.1f}%)" for w in who for a, n in [agreement(subset, w)])
+        figures = ", ".join(
+            f"{w} {a}/{n} ({100 * a / n:.1f}%)" for w in who for a, n in [agreement(subset, w)]
+        )
         print(f"{name} ({len(subset)} cases): {figures}")
     kinds = Counter()
     for r in rows:
         kinds[(r["accuracy"] == r["expected"], r["math-verify"] == r["expected"])] += 1
-    print(f"accuracy right & math-verify wrong: {kinds[(True, False)]}; math-verify right & accuracy wrong: {kinds[(False, True)]}")
+    print(
+        f"accuracy right & math-verify wrong: {kinds[(True, False)]}; math-verify right & accuracy wrong: {kinds[(False, True)]}"
+    )
     for r in rows:
         if r["accuracy"] != r["expected"] and (args.all or r["math-verify"] == r["expected"]):
             src = r["source"]
-            tags = ("" if default_settings(r) else " non-default settings") + ("" if math_gold(r) else " word gold")
-            print(f"  [{r['suite']} {src['path']}::{src['test']}{tags}] gold {r['gold']!r} pred {r['prediction']!r} "
-                  f"expected {r['expected']} accuracy {r['accuracy']} math-verify {r['math-verify']}")
+            tags = ("" if default_settings(r) else " non-default settings") + (
+                "" if math_gold(r) else " word gold"
+            )
+            print(
+                f"  [{r['suite']} {src['path']}::{src['test']}{tags}] gold {r['gold']!r} pred {r['prediction']!r} "
+                f"expected {r['expected']} accuracy {r['accuracy']} math-verify {r['math-verify']}"
+            )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ CASES = ROOT / "tests" / "data" / "peer_cases.json"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("accuracy_peer_agreement", ROOT / "bench" / "accuracy_peer_agreement.py")
+    spec = importlib.util.spec_from_file_location(
+        "accuracy_peer_agreement", ROOT / "bench" / "accuracy_peer_agreement.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -57,13 +59,22 @@ CLASSES = [  # (class, gold, completion, expected accuracy verdict)
     ("relation vs interval", r"-2 \le x \le 7", r"\boxed{x \in [-2,7]}", 1),
     ("interval decimals in precision", r"(\frac{3}{5}, \frac{8}{3}]", r"\boxed{(0.6, 2.666667]}", 1),
     ("interval decimals past precision", r"(\frac{3}{5}, \frac{8}{3}]", r"\boxed{(0.6, 2.6667]}", 0),
-    ("matrix decimals", r"\begin{pmatrix} \frac{1}{2} \\ \frac{1}{4} \end{pmatrix}",
-     r"\boxed{\begin{pmatrix} 0.5 \\ 0.25 \end{pmatrix}}", 1),
+    (
+        "matrix decimals",
+        r"\begin{pmatrix} \frac{1}{2} \\ \frac{1}{4} \end{pmatrix}",
+        r"\boxed{\begin{pmatrix} 0.5 \\ 0.25 \end{pmatrix}}",
+        1,
+    ),
     ("word gold, anagram", "Monday", r"\boxed{dynamo}", None),
     ("word gold, number words", "forty two", r"\boxed{42}", None),
     ("answer only in the reasoning", "42", r"<think> My answer is \boxed{42} </think> Some other text.", 0),
     ("last box wins", "4", r"First \boxed{3}. Wait, I made an error: the answer is \boxed{4}.", 1),
-    ("first box is not the answer", "3", r"First \boxed{3}. Wait, I made an error: the answer is \boxed{4}.", 0),
+    (
+        "first box is not the answer",
+        "3",
+        r"First \boxed{3}. Wait, I made an error: the answer is \boxed{4}.",
+        0,
+    ),
     ("spray in one box", "2", r"\boxed{1, 2, 3}", 0),
 ]
 
@@ -71,7 +82,9 @@ CLASSES = [  # (class, gold, completion, expected accuracy verdict)
 @pytest.mark.parametrize(("name", "gold", "completion", "expected"), CLASSES, ids=[c[0] for c in CLASSES])
 def test_each_class_of_miss_is_scored_right(score, name, gold, completion, expected):
     got = score(completion, answer=gold)
-    assert got.value == expected, f"{name}: gold {gold!r}, completion {completion!r}: {got.value} ({got.details})"
+    assert got.value == expected, (
+        f"{name}: gold {gold!r}, completion {completion!r}: {got.value} ({got.details})"
+    )
 
 
 def test_where_math_verify_reads_a_class_right_accuracy_does_too(score):
@@ -119,16 +132,20 @@ def test_hostile_second_look_stays_bounded(score):
 # purpose. Word golds are not applicable by design (`exact-match` is the reward for them).
 WORD_GOLD = "a gold of words is not applicable (None): read as math it is a product of letters"
 ACCEPTED = {
-    (r"$1 - \frac{1}{\mathrm{e}}$", r"$1 + \frac{1}{\mathrm{e}}$"):
-        "1 - 1/e is not 1 + 1/e: math-verify cannot parse \\mathrm{e}, reads both as 1, and the test pins that",
+    (
+        r"$1 - \frac{1}{\mathrm{e}}$",
+        r"$1 + \frac{1}{\mathrm{e}}$",
+    ): "1 - 1/e is not 1 + 1/e: math-verify cannot parse \\mathrm{e}, reads both as 1, and the test pins that",
 }
 
 
 @pytest.fixture(scope="module")
 def peer_rows():
     if not CASES.exists():
-        pytest.skip(f"{CASES.relative_to(ROOT)} is not built: run `python tests/data/make_peer_cases.py "
-                    "--math-verify DIR --trl DIR --open-r1 DIR` with git snapshots of those repositories")
+        pytest.skip(
+            f"{CASES.relative_to(ROOT)} is not built: run `python tests/data/make_peer_cases.py "
+            "--math-verify DIR --trl DIR --open-r1 DIR` with git snapshots of those repositories"
+        )
     bench = _bench()
     rows = bench.judge(bench.load_cases(CASES), with_trl=False)
     return bench, rows
@@ -148,17 +165,26 @@ def test_accuracy_agrees_with_peer_suites_at_least_as_often_as_math_verify(peer_
             subset = [r for r in subset if (r["gold"], r["prediction"]) not in ACCEPTED]
         ours = sum(r["accuracy"] == r["expected"] for r in subset)
         theirs = sum(r["math-verify"] == r["expected"] for r in subset)
-        assert ours >= theirs, f"{suite or 'all'}: accuracy agrees on {ours}/{len(subset)}, math-verify on {theirs}"
+        assert ours >= theirs, (
+            f"{suite or 'all'}: accuracy agrees on {ours}/{len(subset)}, math-verify on {theirs}"
+        )
 
 
 @pytest.mark.slow
 def test_no_peer_case_where_math_verify_is_right_and_accuracy_wrong(peer_rows):
     bench, rows = peer_rows
     misses = [
-        (r["gold"], r["prediction"][-200:], r["expected"], r["accuracy"], f"{r['source']['path']}::{r['source']['test']}")
+        (
+            r["gold"],
+            r["prediction"][-200:],
+            r["expected"],
+            r["accuracy"],
+            f"{r['source']['path']}::{r['source']['test']}",
+        )
         for r in rows
         if r["math-verify"] == r["expected"] != r["accuracy"]
-        and (r["gold"], r["prediction"]) not in ACCEPTED and bench.math_gold(r)
+        and (r["gold"], r["prediction"]) not in ACCEPTED
+        and bench.math_gold(r)
     ]
     assert not misses, "\n".join(map(repr, misses))
     word_golds = [r for r in rows if not bench.math_gold(r)]
@@ -166,8 +192,12 @@ def test_no_peer_case_where_math_verify_is_right_and_accuracy_wrong(peer_rows):
 
 
 SPRAYS = [  # several different answers against one value: no reading makes them right
-    ("1", r"\boxed{1} and \boxed{3}"), ("3", r"\boxed{3}, \boxed{4}"), ("2", r"\boxed{1,2,3}"),
-    ("2", "The answer is 1, 2, or 3."), ("2", "It is 1 or 2 or 3."), ("5", r"$\boxed{5}$ or $\boxed{6}$ or $\boxed{7}$"),
+    ("1", r"\boxed{1} and \boxed{3}"),
+    ("3", r"\boxed{3}, \boxed{4}"),
+    ("2", r"\boxed{1,2,3}"),
+    ("2", "The answer is 1, 2, or 3."),
+    ("2", "It is 1 or 2 or 3."),
+    ("5", r"$\boxed{5}$ or $\boxed{6}$ or $\boxed{7}$"),
 ]
 
 
@@ -187,8 +217,10 @@ def test_second_look_refuses_a_deeply_nested_tail(score):
     assert got.value == 0.0 and "nested" in got.details["reason"]
     assert time.perf_counter() - start < 5
     # The same shape, shallow, is read by math-verify: a finished sentence whose answer only it places.
-    got = score("Therefore there are 12 distinct sequences that meet the three given conditions. I hope it is correct.",
-                answer="12")
+    got = score(
+        "Therefore there are 12 distinct sequences that meet the three given conditions. I hope it is correct.",
+        answer="12",
+    )
     assert (got.value, got.details["path"]) == (1.0, "math-verify-completion")
     # Cut off mid-sentence: no second look, no credit for a number in the reasoning.
     assert score("So far $n = 12$ sequences.\n\nNow we combine this with the", answer="12").value == 0.0
