@@ -29,8 +29,11 @@ class Tests:
     source: str = ""  # the column they came from
 
     def key(self) -> str:
-        return json.dumps([self.kind, self.inputs, self.expected, self.fn_name, self.entry_point], sort_keys=True,
-                          default=repr)
+        return json.dumps(
+            [self.kind, self.inputs, self.expected, self.fn_name, self.entry_point],
+            sort_keys=True,
+            default=repr,
+        )
 
 
 class NotApplicable(Exception):
@@ -73,12 +76,16 @@ def last_code_block(text: str, language: str = "python") -> str | None:
 
 
 # -- the tests ---------------------------------------------------------------------------------------
-def tests_of(columns: Mapping[str, Any], field_name: str | None = None, language: str = "python") -> Tests | None:
+def tests_of(
+    columns: Mapping[str, Any], field_name: str | None = None, language: str = "python"
+) -> Tests | None:
     """The sample's tests from ``field_name`` or the first of TEST_FIELDS it has, else None."""
     if field_name:
         if field_name not in columns or columns[field_name] is None:
-            raise KeyError(f"tests_field is {field_name!r}, but this sample has no such column; it has "
-                           f"{', '.join(k for k in columns if k != 'prompt') or '(none)'}")
+            raise KeyError(
+                f"tests_field is {field_name!r}, but this sample has no such column; it has "
+                f"{', '.join(k for k in columns if k != 'prompt') or '(none)'}"
+            )
         return parse_tests(field_name, columns[field_name], columns, language)
     for name in TEST_FIELDS:
         if columns.get(name) is not None:
@@ -95,12 +102,16 @@ def parse_tests(name: str, value: Any, columns: Mapping[str, Any], language: str
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             if name != "test":
-                raise ValueError(f"column {name!r} is not valid JSON ({exc}); give the test cases as JSON or a dict")
+                raise ValueError(
+                    f"column {name!r} is not valid JSON ({exc}); give the test cases as JSON or a dict"
+                )
     if isinstance(value, Mapping) and "test_cases" in value:
         return _verification_info(name, value, language)
     if isinstance(value, Mapping) and ("inputs" in value or "outputs" in value):
         return _input_output(name, value)
-    if isinstance(value, Mapping) and "input" in value and "output" in value:  # code_contests' public/private_tests
+    if (
+        isinstance(value, Mapping) and "input" in value and "output" in value
+    ):  # code_contests' public/private_tests
         return _input_output(name, {"inputs": value["input"], "outputs": value["output"]})
     if isinstance(value, str) or (isinstance(value, list) and all(isinstance(t, str) for t in value)):
         return _asserts(name, value, columns)
@@ -119,7 +130,9 @@ def _verification_info(name: str, info: Mapping[str, Any], language: str) -> Tes
     for number, case in enumerate(info["test_cases"] or []):
         kind = case.get("type", "stdin_stdout")
         if kind != "stdin_stdout":
-            raise ValueError(f"column {name!r} case {number}: type {kind!r} is not supported (only stdin_stdout)")
+            raise ValueError(
+                f"column {name!r} case {number}: type {kind!r} is not supported (only stdin_stdout)"
+            )
         inputs.append({"stdin": _text(case.get("input", ""))})
         expected.append(_text(case.get("output", "")))
     return Tests("stdin", inputs, expected, source=name)
@@ -139,8 +152,13 @@ def _input_output(name: str, data: Mapping[str, Any]) -> Tests:
 def _asserts(name: str, value: str | list[str], columns: Mapping[str, Any]) -> Tests:
     tests = [value] if isinstance(value, str) else list(value)
     entry = columns.get("entry_point")
-    return Tests("assert", [{"test": t} for t in tests], [None] * len(tests),
-                 entry_point=str(entry) if entry else None, source=name)
+    return Tests(
+        "assert",
+        [{"test": t} for t in tests],
+        [None] * len(tests),
+        entry_point=str(entry) if entry else None,
+        source=name,
+    )
 
 
 def _text(value: Any) -> str:
@@ -190,7 +208,9 @@ def _equal(a: Any, b: Any, tol: float) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         if a == b:
             return True
-        return tol > 0 and math.isfinite(a) and math.isfinite(b) and math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+        return (
+            tol > 0 and math.isfinite(a) and math.isfinite(b) and math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+        )
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_equal(x, y, tol) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):

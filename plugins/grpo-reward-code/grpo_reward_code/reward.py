@@ -18,7 +18,15 @@ from typing import Any, Literal
 
 import grpo_host
 from grpo_host.rewards.spec import completion_text
-from grpo_reward_code.cases import NotApplicable, Tests, last_code_block, outputs_match, parse_tests, tests_of, values_match
+from grpo_reward_code.cases import (
+    NotApplicable,
+    Tests,
+    last_code_block,
+    outputs_match,
+    parse_tests,
+    tests_of,
+    values_match,
+)
 from grpo_reward_code.sandbox import Limits, available_cores, make_sandbox
 
 CACHE_SIZE = 4096
@@ -58,25 +66,53 @@ class CodeReward:
         seccomp: bool = True,
         python: str = "python3",
         workers: int | None = None,
+        cache: bool = True,
     ):
         for column in (tests_field, hidden_tests):
-            if column in ("language", "mode", "tests_field", "hidden_tests", "float_tolerance", "sandbox", "python"):
-                raise ValueError(f"a test column may not be named {column!r}: that is a param of this reward, so the "
-                                 "host never passes such a column; rename the column")
+            if column in (
+                "language",
+                "mode",
+                "tests_field",
+                "hidden_tests",
+                "float_tolerance",
+                "sandbox",
+                "python",
+            ):
+                raise ValueError(
+                    f"a test column may not be named {column!r}: that is a param of this reward, so the "
+                    "host never passes such a column; rename the column"
+                )
         if language.lower() not in ("python", "py", "python3"):
-            raise ValueError(f"language {language!r} is not supported: the sandbox runs Python programs (language: python)")
-        if not time_limit > 0 or cpu_limit < 1 or memory_limit_mb < 16 or max_processes < 1 or max_output_kb < 1:
-            raise ValueError("time_limit must be > 0 s, cpu_limit >= 1 s, memory_limit_mb >= 16, max_processes >= 1 "
-                             "and max_output_kb >= 1")
+            raise ValueError(
+                f"language {language!r} is not supported: the sandbox runs Python programs (language: python)"
+            )
+        if (
+            not time_limit > 0
+            or cpu_limit < 1
+            or memory_limit_mb < 16
+            or max_processes < 1
+            or max_output_kb < 1
+        ):
+            raise ValueError(
+                "time_limit must be > 0 s, cpu_limit >= 1 s, memory_limit_mb >= 16, max_processes >= 1 "
+                "and max_output_kb >= 1"
+            )
         self.mode = mode
         self.tests_field = tests_field
         self.hidden_tests = hidden_tests
         self.float_tolerance = float(float_tolerance)
-        self.limits = Limits(time_s=float(time_limit), cpu_s=int(cpu_limit), memory_mb=int(memory_limit_mb),
-                             nproc=int(max_processes) + 1,  # + the runner
-                             output_bytes=int(max_output_kb) << 10)
-        self.sandbox = make_sandbox(sandbox, python, bool(seccomp))  # refuses here, with why, when it cannot run
+        self.limits = Limits(
+            time_s=float(time_limit),
+            cpu_s=int(cpu_limit),
+            memory_mb=int(memory_limit_mb),
+            nproc=int(max_processes) + 1,  # + the runner
+            output_bytes=int(max_output_kb) << 10,
+        )
+        self.sandbox = make_sandbox(
+            sandbox, python, bool(seccomp)
+        )  # refuses here, with why, when it cannot run
         self.workers = int(workers) if workers else available_cores()
+        self.use_cache = bool(cache)
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="code-sandbox")
@@ -93,14 +129,19 @@ class CodeReward:
             except Exception as exc:  # noqa: BLE001 - this sample's `error`
                 prepared.append(exc)
         jobs: dict[str, tuple[str, Tests]] = {}
+        hits: dict[str, dict[str, Any]] = {}  # read now: later inserts may evict them
         for item in prepared:
             if isinstance(item, tuple):
                 key, program, tests = item
                 with self._lock:
-                    cached = key in self._cache
-                if not cached:
+                    if self.use_cache and key in self._cache:
+                        hits[key] = self._cache[key]
+                        self._cache.move_to_end(key)
+                if key not in hits:
                     jobs.setdefault(key, (program, tests))
-        futures = {key: self._pool.submit(self._run, program, tests) for key, (program, tests) in jobs.items()}
+        futures = {
+            key: self._pool.submit(self._run, program, tests) for key, (program, tests) in jobs.items()
+        }
         outcomes: dict[str, Any] = {}
         for key, future in futures.items():
             try:
@@ -108,24 +149,24 @@ class CodeReward:
             except Exception as exc:  # noqa: BLE001 - the sandbox failed: every sample of it is an error
                 outcomes[key] = exc
         scores = []
+        delivered: set[str] = set()
         for item in prepared:
             if not isinstance(item, tuple):
                 scores.append(item)
                 continue
             key = item[0]
-            result = outcomes.get(key)
-            if result is None:
-                with self._lock:
-                    result = self._cache.get(key)
-                    if result is not None:
-                        self._cache.move_to_end(key)
-                result = {**result, "cached": True} if result is not None else RuntimeError("lost result")
-            elif not isinstance(result, Exception):
-                with self._lock:
-                    self._cache[key] = result
-                    while len(self._cache) > CACHE_SIZE:
-                        self._cache.popitem(last=False)
-                outcomes[key] = {**result, "cached": True}  # the group's other copies read it as cached
+            if key in outcomes:
+                result = outcomes[key]
+                if key in delivered and not isinstance(result, Exception):
+                    result = {**result, "cached": True}  # a duplicate within the batch: it ran once
+                elif not isinstance(result, Exception) and self.use_cache:
+                    with self._lock:
+                        self._cache[key] = result
+                        while len(self._cache) > CACHE_SIZE:
+                            self._cache.popitem(last=False)
+                delivered.add(key)
+            else:
+                result = {**hits[key], "cached": True}
             scores.append(result if isinstance(result, Exception) else self._score(result))
         return scores
 
@@ -140,8 +181,10 @@ class CodeReward:
         else:
             tests = tests_of(row, self.tests_field)
         if tests is None:
-            raise ValueError("this sample has no test cases: none of the columns verification_info, input_output, "
-                             "test; name the column with the param tests_field")
+            raise ValueError(
+                "this sample has no test cases: none of the columns verification_info, input_output, "
+                "test; name the column with the param tests_field"
+            )
         if not tests.inputs:
             return grpo_host.Score(None, reason=f"column {tests.source!r} has no test cases")
         if program is None or not program.strip():
@@ -150,8 +193,14 @@ class CodeReward:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest(), program, tests
 
     def _run(self, program: str, tests: Tests) -> dict[str, Any]:
-        job = {"program": program, "kind": tests.kind, "cases": tests.inputs, "fn_name": tests.fn_name,
-               "entry_point": tests.entry_point, "stop_on_fail": self.mode == "all"}
+        job = {
+            "program": program,
+            "kind": tests.kind,
+            "cases": tests.inputs,
+            "fn_name": tests.fn_name,
+            "entry_point": tests.entry_point,
+            "stop_on_fail": self.mode == "all",
+        }
         with self._lock:
             self.runs += 1
         results = self.sandbox.run(job, self.limits)

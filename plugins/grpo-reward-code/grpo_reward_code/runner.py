@@ -158,8 +158,14 @@ def run_case(job, case, index, limits, pid1, out):
     stdout = b"".join(chunks[out_r])[:cap].decode("utf-8", "replace")
     stderr = b"".join(chunks[err_r]).decode("utf-8", "replace")[-STDERR_KEEP:]
     result_text = b"".join(chunks[res_r])[:cap].decode("utf-8", "replace")
-    result = {"status": status, "code": code, "signal": sig, "stdout": stdout, "stderr": stderr,
-              "seconds": round(seconds, 4)}
+    result = {
+        "status": status,
+        "code": code,
+        "signal": sig,
+        "stdout": stdout,
+        "stderr": stderr,
+        "seconds": round(seconds, 4),
+    }
     if job["kind"] == "call":
         result["result"] = result_text
     elif job["kind"] == "assert":
@@ -197,7 +203,7 @@ def child(job, case, limits, pid1, pipes):
     in_r, out_w, err_w, res_w, tok_r = pipes
     # Move every pipe above the target numbers first, so no dup2 overwrites one still needed.
     moved = [os.dup(fd) for fd in (in_r, out_w, err_w, res_w, tok_r)]
-    for target, fd in zip((0, 1, 2, RESULT_FD, TOKEN_FD), moved):
+    for target, fd in zip((0, 1, 2, RESULT_FD, TOKEN_FD), moved, strict=True):
         os.dup2(fd, target)
     os.closerange(TOKEN_FD + 1, 1 << 16)
     if not pid1:
@@ -220,8 +226,12 @@ def child(job, case, limits, pid1, pipes):
 
     sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
     sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8")
-    sys.stderr = io.TextIOWrapper(io.BufferedWriter(io.FileIO(2, "w", closefd=False)), encoding="utf-8",
-                                  errors="backslashreplace", line_buffering=True)
+    sys.stderr = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
     sys.argv = ["solution.py"]
     kind = job["kind"]

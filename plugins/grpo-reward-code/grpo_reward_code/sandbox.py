@@ -37,11 +37,39 @@ SLOT_UID_BASE = 1_900_000_000
 SLOT_UID_COUNT = 65536
 # Syscalls the sandboxed program has no use for and that widen what it can reach.
 SECCOMP_DENY = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "kexec_load", "kexec_file_load", "keyctl",
-    "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "mount", "umount2",
-    "pivot_root", "swapon", "swapoff", "reboot", "setns", "unshare", "init_module", "finit_module",
-    "delete_module", "io_uring_setup", "io_uring_enter", "io_uring_register", "open_by_handle_at",
-    "name_to_handle_at", "acct", "quotactl", "syslog", "chroot", "fanotify_init", "lookup_dcookie",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kexec_load",
+    "kexec_file_load",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "setns",
+    "unshare",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "acct",
+    "quotactl",
+    "syslog",
+    "chroot",
+    "fanotify_init",
+    "lookup_dcookie",
 )
 STARTUP_SLACK_S = 10.0  # bwrap and the runner's start, on a loaded machine
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -113,8 +141,19 @@ class Sandbox:
                 os.close(fd)
 
     def _namespace_args(self, limits: Limits) -> list[str]:
-        args = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--as-pid-1",
-                "--uid", "65534", "--gid", "65534", "--hostname", "sandbox"]
+        args = [
+            "--unshare-all",
+            "--unshare-user",
+            "--die-with-parent",
+            "--new-session",
+            "--as-pid-1",
+            "--uid",
+            "65534",
+            "--gid",
+            "65534",
+            "--hostname",
+            "sandbox",
+        ]
         if self.disable_userns:
             args.append("--disable-userns")
         args += ["--ro-bind", "/usr", "/usr"]
@@ -126,11 +165,36 @@ class Sandbox:
         prefix = _interpreter_prefix(self.python)
         if prefix:
             args += ["--ro-bind", prefix, prefix]
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--size", str(limits.disk_mb << 20), "--tmpfs", "/work", "--chdir", "/work",
-                 "--remount-ro", "/",
-                 "--clearenv", "--setenv", "PATH", SYSTEM_PATH, "--setenv", "HOME", "/work",
-                 "--setenv", "TMPDIR", "/work", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0"]
+        args += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            str(limits.disk_mb << 20),
+            "--tmpfs",
+            "/work",
+            "--chdir",
+            "/work",
+            "--remount-ro",
+            "/",
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            SYSTEM_PATH,
+            "--setenv",
+            "HOME",
+            "/work",
+            "--setenv",
+            "TMPDIR",
+            "/work",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+            "--setenv",
+            "PYTHONHASHSEED",
+            "0",
+        ]
         return args
 
     def _run_rlimits_only(self, job: dict, uid: int | None, deadline: float) -> list[dict]:
@@ -143,20 +207,32 @@ class Sandbox:
             return _communicate(command, job, uid, deadline, [], cwd=work)
 
 
-def _communicate(command: list[str], job: dict, uid: int | None, deadline: float, fds: Sequence[int],
-                 cwd: str) -> list[dict]:
+def _communicate(
+    command: list[str], job: dict, uid: int | None, deadline: float, fds: Sequence[int], cwd: str
+) -> list[dict]:
     identity: dict[str, Any] = {}
     if uid is not None:
         identity = {"user": uid, "group": uid, "extra_groups": []}
     env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, cwd=cwd, pass_fds=tuple(fds), start_new_session=True, **identity)
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        pass_fds=tuple(fds),
+        start_new_session=True,
+        **identity,
+    )
     try:
         out, err = proc.communicate(json.dumps(job).encode("utf-8"), timeout=deadline)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise SandboxFailure(f"the sandbox ran past its overall {deadline:g} s deadline and was killed") from None
+        raise SandboxFailure(
+            f"the sandbox ran past its overall {deadline:g} s deadline and was killed"
+        ) from None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -244,6 +320,7 @@ def find_bwrap() -> str | None:
 
 def _usable_by_others(path: str) -> str:
     """The bundled bwrap, copied where a leased uid can execute it when its own place is private."""
+
     def open_to_all(p: Path) -> bool:
         return all(q.stat().st_mode & stat.S_IXOTH for q in [p, *p.parents])
 
@@ -307,23 +384,34 @@ def make_sandbox(mode: str, python: str, seccomp: bool) -> Sandbox:
     elif mode == "bwrap":
         bwrap = find_bwrap()
         if bwrap is None:
-            raise SandboxUnavailable(f"reward 'code' needs bubblewrap (`bwrap`), which is not installed: {INSTALL_HINT}")
+            raise SandboxUnavailable(
+                f"reward 'code' needs bubblewrap (`bwrap`), which is not installed: {INSTALL_HINT}"
+            )
         try:
             usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxUnavailable(f"bubblewrap at {bwrap} does not run ({exc}): {INSTALL_HINT}") from None
-        sandbox = Sandbox("bwrap", interpreter, bwrap, seccomp_filter() if seccomp else None,
-                          disable_userns="--disable-userns" in usage)
+        sandbox = Sandbox(
+            "bwrap",
+            interpreter,
+            bwrap,
+            seccomp_filter() if seccomp else None,
+            disable_userns="--disable-userns" in usage,
+        )
     else:
         raise ValueError(f"sandbox must be 'bwrap' or 'rlimits-only', not {mode!r}")
     probe = {"program": "print(6 * 7)", "kind": "stdin", "cases": [{"stdin": ""}]}
     try:
         results = sandbox.run(probe, Limits(time_s=10.0))
     except (SandboxFailure, OSError) as exc:
-        raise SandboxUnavailable(f"the {mode} sandbox cannot run here: {exc}. To fix: {INSTALL_HINT}") from None
+        raise SandboxUnavailable(
+            f"the {mode} sandbox cannot run here: {exc}. To fix: {INSTALL_HINT}"
+        ) from None
     if not results or results[0].get("stdout", "").strip() != "42":
         shown = json.dumps(results)[:400]
-        raise SandboxUnavailable(f"the {mode} sandbox ran but its test program failed: {shown}. To fix: {INSTALL_HINT}")
+        raise SandboxUnavailable(
+            f"the {mode} sandbox ran but its test program failed: {shown}. To fix: {INSTALL_HINT}"
+        )
     return sandbox
 
 
@@ -336,4 +424,6 @@ def available_cores() -> int:
 
 if __name__ == "__main__":  # a quick self-check: python -m grpo_reward_code.sandbox
     box = make_sandbox(sys.argv[1] if len(sys.argv) > 1 else "bwrap", "python3", True)
-    print(f"sandbox ok: {box.mode}, bwrap {box.bwrap}, python {box.python}, seccomp {'on' if box.seccomp else 'off'}")
+    print(
+        f"sandbox ok: {box.mode}, bwrap {box.bwrap}, python {box.python}, seccomp {'on' if box.seccomp else 'off'}"
+    )

@@ -48,86 +48,175 @@ def _nums(text: str) -> list[int]:
     return [int(x) for x in text.split()[1:]]
 
 
-WORDS = ("apple", "river", "stone", "cloud", "tiger", "lemon", "quiet", "green", "paper", "noon", "level", "radar")
+WORDS = (
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "tiger",
+    "lemon",
+    "quiet",
+    "green",
+    "paper",
+    "noon",
+    "level",
+    "radar",
+)
 
 FAMILIES: tuple[Family, ...] = (
-    Family("sum-multiples", "stdin",
-           "The first line holds n, the second n integers. Print the sum of those integers that are divisible by {k}.",
-           "n = int(input())\nnums = list(map(int, input().split()))\nprint(sum(x for x in nums if x % {k} == 0))\n",
-           lambda rng, k: _line_of(_ints(rng)), lambda t, k: f"{sum(x for x in _nums(t) if x % k == 0)}\n",
-           param=lambda rng: rng.randint(2, 9)),
-    Family("max-minus-min", "stdin",
-           "The first line holds n, the second n integers. Print the largest minus the smallest.",
-           "input()\nnums = list(map(int, input().split()))\nprint(max(nums) - min(nums))\n",
-           lambda rng, k: _line_of(_ints(rng)), lambda t, k: f"{max(_nums(t)) - min(_nums(t))}\n"),
-    Family("reverse-words", "stdin",
-           "A line holds some words separated by single spaces. Print the words in reverse order.",
-           "print(' '.join(input().split()[::-1]))\n",
-           lambda rng, k: " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6))) + "\n",
-           lambda t, k: " ".join(t.split()[::-1]) + "\n"),
-    Family("count-letter", "stdin",
-           "A line holds a lowercase word. Print how many times the letter '{c}' occurs in it.",
-           "print(input().count('{c}'))\n",
-           lambda rng, k: "".join(rng.choice("abcdeilmnoprst") for _ in range(rng.randint(1, 12))) + "\n",
-           lambda t, k: f"{t.strip().count('abcdeilmnoprst'[k])}\n",
-           param=lambda rng: rng.randrange(14)),
-    Family("fizzbuzz-k", "stdin",
-           "Read n. For i from 1 to n print i on its own line, but print Fizz when i is divisible by {k}, "
-           "Buzz when divisible by {m}, and FizzBuzz when divisible by both.",
-           "n = int(input())\nfor i in range(1, n + 1):\n    s = ('Fizz' if i % {k} == 0 else '') + ('Buzz' if i % {m} == 0 else '')\n"
-           "    print(s or i)\n",
-           lambda rng, k: f"{rng.randint(1, 30)}\n",
-           lambda t, k: "".join(f"{(('Fizz' if i % (k // 10) == 0 else '') + ('Buzz' if i % (k % 10) == 0 else '')) or i}\n"
-                                for i in range(1, int(t) + 1)),
-           param=lambda rng: rng.randint(2, 4) * 10 + rng.randint(5, 7)),
-    Family("gcd-lcm", "stdin",
-           "A line holds two positive integers a and b. Print their greatest common divisor and their least common "
-           "multiple, separated by a space.",
-           "import math\na, b = map(int, input().split())\nprint(math.gcd(a, b), a * b // math.gcd(a, b))\n",
-           lambda rng, k: f"{rng.randint(1, 200)} {rng.randint(1, 200)}\n",
-           lambda t, k: (lambda a, b: f"{math.gcd(a, b)} {a * b // math.gcd(a, b)}\n")(*map(int, t.split()))),
-    Family("palindrome", "stdin",
-           "A line holds a lowercase word. Print YES if it reads the same backwards, else NO.",
-           "s = input().strip()\nprint('YES' if s == s[::-1] else 'NO')\n",
-           lambda rng, k: rng.choice(WORDS) + "\n",
-           lambda t, k: "YES\n" if t.strip() == t.strip()[::-1] else "NO\n"),
-    Family("sorted-desc", "stdin",
-           "The first line holds n, the second n integers. Print them sorted from largest to smallest, space separated.",
-           "input()\nprint(' '.join(map(str, sorted(map(int, input().split()), reverse=True))))\n",
-           lambda rng, k: _line_of(_ints(rng)), lambda t, k: " ".join(map(str, sorted(_nums(t), reverse=True))) + "\n"),
-    Family("fibonacci-mod", "stdin",
-           "Read n (0 <= n <= 90). Print the n-th Fibonacci number (F0 = 0, F1 = 1) modulo {k}.",
-           "n = int(input())\na, b = 0, 1\nfor _ in range(n):\n    a, b = b, a + b\nprint(a % {k})\n",
-           lambda rng, k: f"{rng.randint(0, 90)}\n",
-           lambda t, k: f"{_fib(int(t)) % k}\n", param=lambda rng: rng.choice((7, 10, 97, 1000, 10**9 + 7))),
-    Family("squares-per-line", "stdin",
-           "The first line holds n, the second n integers. Print the square of each on its own line.",
-           "input()\nfor x in map(int, input().split()):\n    print(x * x)\n",
-           lambda rng, k: _line_of(_ints(rng)), lambda t, k: "".join(f"{x * x}\n" for x in _nums(t))),
-    Family("add-k", "call", "Return a + b + {k}.", "def add_k(a, b):\n    return a + b + {k}\n",
-           lambda rng, k: [rng.randint(-100, 100), rng.randint(-100, 100)], lambda args, k: args[0] + args[1] + k,
-           fn_name="add_k", signature="add_k(a, b)", param=lambda rng: rng.randint(1, 20)),
-    Family("second-largest", "call", "Return the second largest distinct value of the list nums (it has at least two).",
-           "def second_largest(nums):\n    return sorted(set(nums))[-2]\n",
-           lambda rng, k: [_distinct(rng)], lambda args, k: sorted(set(args[0]))[-2],
-           fn_name="second_largest", signature="second_largest(nums)"),
-    Family("running-sum", "call", "Return the list of running sums of nums: element i is nums[0] + ... + nums[i].",
-           "def running_sum(nums):\n    out, total = [], 0\n    for x in nums:\n        total += x\n        out.append(total)\n"
-           "    return out\n",
-           lambda rng, k: [_ints(rng)], lambda args, k: [sum(args[0][: i + 1]) for i in range(len(args[0]))],
-           fn_name="running_sum", signature="running_sum(nums)"),
-    Family("is-prime", "call", "Return True when n is a prime number, else False.",
-           "def is_prime(n):\n    if n < 2:\n        return False\n    return all(n % d for d in range(2, int(n ** 0.5) + 1))\n",
-           lambda rng, k: [rng.randint(0, 200)], lambda args, k: _is_prime(args[0]),
-           fn_name="is_prime", signature="is_prime(n)"),
-    Family("word-lengths", "call", "Return the lengths of the space-separated words of sentence, in order.",
-           "def word_lengths(sentence):\n    return [len(w) for w in sentence.split()]\n",
-           lambda rng, k: [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))],
-           lambda args, k: [len(w) for w in args[0].split()], fn_name="word_lengths", signature="word_lengths(sentence)"),
-    Family("digit-sum-times", "call", "Return the sum of the decimal digits of n (n >= 0), times {k}.",
-           "def digit_sum_times(n):\n    return sum(map(int, str(n))) * {k}\n",
-           lambda rng, k: [rng.randint(0, 10**6)], lambda args, k: sum(map(int, str(args[0]))) * k,
-           fn_name="digit_sum_times", signature="digit_sum_times(n)", param=lambda rng: rng.randint(1, 5)),
+    Family(
+        "sum-multiples",
+        "stdin",
+        "The first line holds n, the second n integers. Print the sum of those integers that are divisible by {k}.",
+        "n = int(input())\nnums = list(map(int, input().split()))\nprint(sum(x for x in nums if x % {k} == 0))\n",
+        lambda rng, k: _line_of(_ints(rng)),
+        lambda t, k: f"{sum(x for x in _nums(t) if x % k == 0)}\n",
+        param=lambda rng: rng.randint(2, 9),
+    ),
+    Family(
+        "max-minus-min",
+        "stdin",
+        "The first line holds n, the second n integers. Print the largest minus the smallest.",
+        "input()\nnums = list(map(int, input().split()))\nprint(max(nums) - min(nums))\n",
+        lambda rng, k: _line_of(_ints(rng)),
+        lambda t, k: f"{max(_nums(t)) - min(_nums(t))}\n",
+    ),
+    Family(
+        "reverse-words",
+        "stdin",
+        "A line holds some words separated by single spaces. Print the words in reverse order.",
+        "print(' '.join(input().split()[::-1]))\n",
+        lambda rng, k: " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6))) + "\n",
+        lambda t, k: " ".join(t.split()[::-1]) + "\n",
+    ),
+    Family(
+        "count-letter",
+        "stdin",
+        "A line holds a lowercase word. Print how many times the letter '{c}' occurs in it.",
+        "print(input().count('{c}'))\n",
+        lambda rng, k: "".join(rng.choice("abcdeilmnoprst") for _ in range(rng.randint(1, 12))) + "\n",
+        lambda t, k: f"{t.strip().count('abcdeilmnoprst'[k])}\n",
+        param=lambda rng: rng.randrange(14),
+    ),
+    Family(
+        "fizzbuzz-k",
+        "stdin",
+        "Read n. For i from 1 to n print i on its own line, but print Fizz when i is divisible by {k}, "
+        "Buzz when divisible by {m}, and FizzBuzz when divisible by both.",
+        "n = int(input())\nfor i in range(1, n + 1):\n    s = ('Fizz' if i % {k} == 0 else '') + ('Buzz' if i % {m} == 0 else '')\n"
+        "    print(s or i)\n",
+        lambda rng, k: f"{rng.randint(1, 30)}\n",
+        lambda t, k: "".join(
+            f"{(('Fizz' if i % (k // 10) == 0 else '') + ('Buzz' if i % (k % 10) == 0 else '')) or i}\n"
+            for i in range(1, int(t) + 1)
+        ),
+        param=lambda rng: rng.randint(2, 4) * 10 + rng.randint(5, 7),
+    ),
+    Family(
+        "gcd-lcm",
+        "stdin",
+        "A line holds two positive integers a and b. Print their greatest common divisor and their least common "
+        "multiple, separated by a space.",
+        "import math\na, b = map(int, input().split())\nprint(math.gcd(a, b), a * b // math.gcd(a, b))\n",
+        lambda rng, k: f"{rng.randint(1, 200)} {rng.randint(1, 200)}\n",
+        lambda t, k: (lambda a, b: f"{math.gcd(a, b)} {a * b // math.gcd(a, b)}\n")(*map(int, t.split())),
+    ),
+    Family(
+        "palindrome",
+        "stdin",
+        "A line holds a lowercase word. Print YES if it reads the same backwards, else NO.",
+        "s = input().strip()\nprint('YES' if s == s[::-1] else 'NO')\n",
+        lambda rng, k: rng.choice(WORDS) + "\n",
+        lambda t, k: "YES\n" if t.strip() == t.strip()[::-1] else "NO\n",
+    ),
+    Family(
+        "sorted-desc",
+        "stdin",
+        "The first line holds n, the second n integers. Print them sorted from largest to smallest, space separated.",
+        "input()\nprint(' '.join(map(str, sorted(map(int, input().split()), reverse=True))))\n",
+        lambda rng, k: _line_of(_ints(rng)),
+        lambda t, k: " ".join(map(str, sorted(_nums(t), reverse=True))) + "\n",
+    ),
+    Family(
+        "fibonacci-mod",
+        "stdin",
+        "Read n (0 <= n <= 90). Print the n-th Fibonacci number (F0 = 0, F1 = 1) modulo {k}.",
+        "n = int(input())\na, b = 0, 1\nfor _ in range(n):\n    a, b = b, a + b\nprint(a % {k})\n",
+        lambda rng, k: f"{rng.randint(0, 90)}\n",
+        lambda t, k: f"{_fib(int(t)) % k}\n",
+        param=lambda rng: rng.choice((7, 10, 97, 1000, 10**9 + 7)),
+    ),
+    Family(
+        "squares-per-line",
+        "stdin",
+        "The first line holds n, the second n integers. Print the square of each on its own line.",
+        "input()\nfor x in map(int, input().split()):\n    print(x * x)\n",
+        lambda rng, k: _line_of(_ints(rng)),
+        lambda t, k: "".join(f"{x * x}\n" for x in _nums(t)),
+    ),
+    Family(
+        "add-k",
+        "call",
+        "Return a + b + {k}.",
+        "def add_k(a, b):\n    return a + b + {k}\n",
+        lambda rng, k: [rng.randint(-100, 100), rng.randint(-100, 100)],
+        lambda args, k: args[0] + args[1] + k,
+        fn_name="add_k",
+        signature="add_k(a, b)",
+        param=lambda rng: rng.randint(1, 20),
+    ),
+    Family(
+        "second-largest",
+        "call",
+        "Return the second largest distinct value of the list nums (it has at least two).",
+        "def second_largest(nums):\n    return sorted(set(nums))[-2]\n",
+        lambda rng, k: [_distinct(rng)],
+        lambda args, k: sorted(set(args[0]))[-2],
+        fn_name="second_largest",
+        signature="second_largest(nums)",
+    ),
+    Family(
+        "running-sum",
+        "call",
+        "Return the list of running sums of nums: element i is nums[0] + ... + nums[i].",
+        "def running_sum(nums):\n    out, total = [], 0\n    for x in nums:\n        total += x\n        out.append(total)\n"
+        "    return out\n",
+        lambda rng, k: [_ints(rng)],
+        lambda args, k: [sum(args[0][: i + 1]) for i in range(len(args[0]))],
+        fn_name="running_sum",
+        signature="running_sum(nums)",
+    ),
+    Family(
+        "is-prime",
+        "call",
+        "Return True when n is a prime number, else False.",
+        "def is_prime(n):\n    if n < 2:\n        return False\n    return all(n % d for d in range(2, int(n ** 0.5) + 1))\n",
+        lambda rng, k: [rng.randint(0, 200)],
+        lambda args, k: _is_prime(args[0]),
+        fn_name="is_prime",
+        signature="is_prime(n)",
+    ),
+    Family(
+        "word-lengths",
+        "call",
+        "Return the lengths of the space-separated words of sentence, in order.",
+        "def word_lengths(sentence):\n    return [len(w) for w in sentence.split()]\n",
+        lambda rng, k: [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))],
+        lambda args, k: [len(w) for w in args[0].split()],
+        fn_name="word_lengths",
+        signature="word_lengths(sentence)",
+    ),
+    Family(
+        "digit-sum-times",
+        "call",
+        "Return the sum of the decimal digits of n (n >= 0), times {k}.",
+        "def digit_sum_times(n):\n    return sum(map(int, str(n))) * {k}\n",
+        lambda rng, k: [rng.randint(0, 10**6)],
+        lambda args, k: sum(map(int, str(args[0]))) * k,
+        fn_name="digit_sum_times",
+        signature="digit_sum_times(n)",
+        param=lambda rng: rng.randint(1, 5),
+    ),
 )
 
 
@@ -170,13 +259,17 @@ def make_task(family: Family, rng: random.Random) -> dict[str, Any]:
     outputs = [family.answer(value, k) for value in inputs]
     statement = _fill(family, family.statement, k)
     if family.kind == "stdin":
-        shown = "\n".join(f"Example {i + 1}\ninput:\n{inputs[i]}output:\n{outputs[i]}" for i in range(EXAMPLES))
+        shown = "\n".join(
+            f"Example {i + 1}\ninput:\n{inputs[i]}output:\n{outputs[i]}" for i in range(EXAMPLES)
+        )
         how = "Write a Python program that reads standard input and prints the answer."
         io = {"inputs": inputs, "outputs": outputs}
         hidden = {"inputs": inputs[EXAMPLES:], "outputs": outputs[EXAMPLES:]}
     else:
-        shown = "\n".join(f"Example {i + 1}: {family.fn_name}({', '.join(map(repr, inputs[i]))}) == {outputs[i]!r}"
-                          for i in range(EXAMPLES))
+        shown = "\n".join(
+            f"Example {i + 1}: {family.fn_name}({', '.join(map(repr, inputs[i]))}) == {outputs[i]!r}"
+            for i in range(EXAMPLES)
+        )
         how = f"Write a Python function {family.signature}."
         io = {"fn_name": family.fn_name, "inputs": inputs, "outputs": outputs}
         hidden = {"fn_name": family.fn_name, "inputs": inputs[EXAMPLES:], "outputs": outputs[EXAMPLES:]}
