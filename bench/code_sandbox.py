@@ -37,13 +37,9 @@ def tasks(programs: int, cases: int, seed: int) -> list[dict]:
     for row in code_task_rows(size=programs, seed=seed, kind="stdin"):
         io = json.loads(row["input_output"])
         io = {"inputs": io["inputs"][:cases], "outputs": io["outputs"][:cases]}
+        program = row["answer"].removeprefix("```python\n").removesuffix("```")
         rows.append(
-            {
-                "completion": f"```python\n{row['solution']}```",
-                "input_output": json.dumps(io),
-                "io": io,
-                "program": row["solution"],
-            }
+            {"completion": row["answer"], "input_output": json.dumps(io), "io": io, "program": program}
         )
     return rows
 

@@ -44,34 +44,35 @@ class NotApplicable(Exception):
 def last_code_block(text: str, language: str = "python") -> str | None:
     """The body of the last closed fenced block tagged ``language`` (or bare), else None.
 
-    One pass over the lines: a fence opens with a line starting with three or more backticks
-    (its tag is the rest of the line) and closes with a line of backticks alone, at least as
-    many. An unclosed fence (a completion cut off mid-program) is no block.
+    As the field's extractors read fences (open-r1's ```` ```python\n(.*?)``` ````), a fence
+    may open anywhere, also mid-line (``<answer>```python``): three or more backticks, a tag
+    (the first word up to the line's end; none for a bare fence), a newline; it closes at the
+    next run of three backticks. One forward pass. An unclosed fence (a completion cut off
+    mid-program) is no block; a block tagged with another language is skipped.
     """
     wanted = PYTHON_TAGS if language == "python" else frozenset({language.lower()})
     found: str | None = None
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        stripped = lines[i].strip()
-        if stripped.startswith("```"):
-            ticks = len(stripped) - len(stripped.lstrip("`"))
-            tag = stripped[ticks:].strip().split()[0].lower() if stripped[ticks:].strip() else ""
-            body: list[str] = []
-            j = i + 1
-            while j < len(lines):
-                inner = lines[j].strip()
-                if inner.startswith("`" * ticks) and not inner.strip("`"):
-                    break
-                body.append(lines[j])
-                j += 1
-            if j == len(lines):
-                break  # unclosed
-            if tag == "" or tag in wanted:
-                found = "\n".join(body)
-            i = j + 1
-            continue
-        i += 1
+    pos = 0
+    while True:
+        start = text.find("```", pos)
+        if start < 0:
+            break
+        after = start + 3
+        while after < len(text) and text[after] == "`":
+            after += 1
+        eol = text.find("\n", after)
+        if eol < 0:
+            break
+        words = text[after:eol].split()
+        end = text.find("```", eol + 1)
+        if end < 0:
+            break  # unclosed
+        tag = words[0].lower() if words else ""
+        if tag == "" or tag in wanted:
+            found = text[eol + 1 : end]
+        pos = end + 3
+        while pos < len(text) and text[pos] == "`":
+            pos += 1
     return found
 
 

@@ -4,7 +4,8 @@ Each row is one task drawn from a family (stdin/stdout programs and call-based f
 with its own parameter where the family has one and eight cases: two shown in the prompt as
 examples, six not. ``input_output`` holds all eight (the APPS/TACO shape every tool reads);
 ``private_tests`` the six the prompt does not show, for ``code``'s ``hidden_tests`` param;
-``solution`` a reference program (for tests and benchmarks; no reward reads it). Expected
+``answer`` a reference program in a fenced block (what ``try-reward --dataset`` scores when
+given no completion; no reward reads it). Expected
 outputs are computed here by trusted reference functions, never by running model code.
 """
 
@@ -278,7 +279,7 @@ def make_task(family: Family, rng: random.Random) -> dict[str, Any]:
         "prompt": prompt,
         "input_output": json.dumps(io),
         "private_tests": json.dumps(hidden),
-        "solution": _fill(family, family.solution, k),
+        "answer": f"```python\n{_fill(family, family.solution, k)}```",
         "task": family.name,
     }
 
@@ -303,6 +304,6 @@ CODE_TASKS = DatasetSpec(
         Param("seed", "int", 0, "The generator's seed: the same seed gives the same tasks."),
         Param("kind", "str", "both", "Which tasks: both, stdin (programs) or call (functions)."),
     ),
-    columns=("input_output", "private_tests", "solution", "task"),
+    columns=("input_output", "private_tests", "answer", "task"),
     rewards=("code",),
 )
