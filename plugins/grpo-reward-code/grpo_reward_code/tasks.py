@@ -22,6 +22,8 @@ from grpo_host import DatasetSpec, Param
 
 EXAMPLES = 2  # cases shown in the prompt
 CASES = 8
+# Families with few possible answers (YES/NO, True/False) need fewer distinct outputs.
+MIN_DISTINCT_OUTPUTS = {"palindrome": 2, "is-prime": 2}
 
 
 @dataclass(frozen=True)
@@ -247,17 +249,22 @@ def _fill(family: Family, text: str, k: int) -> str:
 
 def make_task(family: Family, rng: random.Random) -> dict[str, Any]:
     k = family.param(rng)
-    inputs: list[Any] = []
-    seen: set[str] = set()
-    for _ in range(CASES * 20):
-        value = family.make_input(rng, k)
-        marker = json.dumps(value)
-        if marker not in seen:
-            seen.add(marker)
-            inputs.append(value)
-        if len(inputs) == CASES:
+    # Distinct inputs, and at least four distinct outputs where the family allows: a program
+    # printing one constant must not pass a task.
+    for _attempt in range(50):
+        inputs: list[Any] = []
+        seen: set[str] = set()
+        for _ in range(CASES * 20):
+            value = family.make_input(rng, k)
+            marker = json.dumps(value)
+            if marker not in seen:
+                seen.add(marker)
+                inputs.append(value)
+            if len(inputs) == CASES:
+                break
+        outputs = [family.answer(value, k) for value in inputs]
+        if len({json.dumps(o) for o in outputs}) >= MIN_DISTINCT_OUTPUTS.get(family.name, 4):
             break
-    outputs = [family.answer(value, k) for value in inputs]
     statement = _fill(family, family.statement, k)
     if family.kind == "stdin":
         shown = "\n".join(
