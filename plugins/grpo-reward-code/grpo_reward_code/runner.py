@@ -51,7 +51,7 @@ def main():
         os.dup2(devnull, fd)
     os.close(devnull)
     nproc = int(limits["nproc"])
-    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    set_limit(resource.RLIMIT_NPROC, nproc, nproc)
     results = []
     with open("solution.py", "w", encoding="utf-8") as f:
         f.write(job["program"])
@@ -188,6 +188,14 @@ def run_case(job, case, index, limits, pid1, out):
     return result
 
 
+def set_limit(which, soft, hard):
+    """Set a limit, never above one inherited (the reward's worker may run under a lower cap)."""
+    _, inherited = resource.getrlimit(which)
+    if inherited != resource.RLIM_INFINITY:
+        soft, hard = min(soft, inherited), min(hard, inherited)
+    resource.setrlimit(which, (soft, hard))
+
+
 def kill_all(pid1, pid):
     """Kill every process this case left (all of them, as the namespace's init) and reap them."""
     while True:
@@ -227,14 +235,14 @@ def child(job, case, limits, pid1, pipes):
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     cpu = int(limits["cpu_s"])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    set_limit(resource.RLIMIT_CPU, cpu, cpu + 1)
     memory = int(limits["memory_mb"]) << 20
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    set_limit(resource.RLIMIT_AS, memory, memory)
     fsize = int(limits["fsize_mb"]) << 20
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    set_limit(resource.RLIMIT_FSIZE, fsize, fsize)
     nofile = int(limits["nofile"])
-    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    set_limit(resource.RLIMIT_NOFILE, nofile, nofile)
+    set_limit(resource.RLIMIT_CORE, 0, 0)
 
     import builtins
     import io
