@@ -201,3 +201,25 @@ def test_bad_params_say_what_to_do():
         CodeReward(time_limit=0)
     with pytest.raises(grpo_host.errors.RewardParamError):
         bind_reward(get_plugin_manager().get_reward("code"), {"mode": "most"})
+
+
+@pytest.mark.slow
+def test_the_example_config_trains_with_code_through_grpo_host_train(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "GRPO_HOST_CACHE": str(tmp_path / "cache"), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_host", "train", str(Path(__file__).resolve().parents[1] / "examples" / "code.yaml"),
+         "--output-dir", str(out), "--set", "grpo.max_steps=2", "--set", "grpo.per_device_train_batch_size=8",
+         "--set", "grpo.num_generations=4", "--set", "grpo.max_completion_length=16",
+         "--set", "output.report=false", "--set", "data.params.size=32"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:  # the random model writes no program: every sample scored 0, none an error
+        assert (
+            row["rewards/code/ok"] == 8
+            and row["rewards/code/error"] == 0
+            and row["rewards/code/timeout"] == 0
+        )
