@@ -205,3 +205,21 @@ def test_the_process_limit_binds_also_as_root():
     assert result.value == 0.0
     forked = int(result.details["first_failure"]["got"])
     assert 1 <= forked <= 8, f"the program forked {forked} children past max_processes=8 (uid {os.geteuid()})"
+
+
+def test_the_seccomp_filter_denies_ptrace_and_new_namespaces():
+    from grpo_reward_code.sandbox import seccomp_filter
+
+    if seccomp_filter() is None:
+        pytest.skip("no pyseccomp or libseccomp here: the sandbox runs without the filter")
+    probe = block(
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.ptrace(0, 0, 0, 0), libc.unshare(0x00020000), libc.unshare(0x10000000))"  # TRACEME, NEWNS, NEWUSER
+    )
+    tests = json.dumps({"inputs": [""], "outputs": ["0 0 0"]})
+    result = CodeReward(workers=1).score_batch([probe], input_output=[tests])[0]
+    assert result.value == 0.0 and result.details["first_failure"]["got"].split() == ["-1", "-1", "-1"]
+    # Without the filter, ptrace itself is allowed (the namespaces still refuse the rest): the check can fail.
+    unfiltered = CodeReward(workers=1, seccomp=False).score_batch([probe], input_output=[tests])[0]
+    assert unfiltered.details["first_failure"]["got"].split()[0] == "0"
