@@ -165,36 +165,32 @@ class Sandbox:
         prefix = _interpreter_prefix(self.python)
         if prefix:
             args += ["--ro-bind", prefix, prefix]
+        size = str(limits.disk_mb << 20)
+        # /dev is bwrap's own tmpfs: read-only, with a size-capped /dev/shm, so that neither is a
+        # way around the work dir's cap (device nodes stay writable on a read-only mount).
         args += [
             "--proc",
             "/proc",
             "--dev",
             "/dev",
             "--size",
-            str(limits.disk_mb << 20),
+            size,
             "--tmpfs",
-            "/work",
-            "--chdir",
-            "/work",
+            "/dev/shm",
             "--remount-ro",
-            "/",
-            "--clearenv",
-            "--setenv",
-            "PATH",
-            SYSTEM_PATH,
-            "--setenv",
-            "HOME",
-            "/work",
-            "--setenv",
-            "TMPDIR",
-            "/work",
-            "--setenv",
-            "LANG",
-            "C.UTF-8",
-            "--setenv",
-            "PYTHONHASHSEED",
-            "0",
+            "/dev",
         ]
+        args += ["--size", size, "--tmpfs", "/work", "--chdir", "/work", "--remount-ro", "/"]
+        env = {
+            "PATH": SYSTEM_PATH,
+            "HOME": "/work",
+            "TMPDIR": "/work",
+            "LANG": "C.UTF-8",
+            "PYTHONHASHSEED": "0",
+        }
+        args.append("--clearenv")
+        for key, value in env.items():
+            args += ["--setenv", key, value]
         return args
 
     def _run_rlimits_only(self, job: dict, uid: int | None, deadline: float) -> list[dict]:
