@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,14 @@ def test_the_example_config_trains_with_code_through_grpo_host_train(tmp_path):
             and row["rewards/code/error"] == 0
             and row["rewards/code/timeout"] == 0
         )
+
+
+def test_a_sample_with_many_slow_cases_stops_at_its_own_budget():
+    slow = "```python\nimport time\ntime.sleep(0.4)\nprint(1)\n```"
+    tests = json.dumps({"inputs": [""] * 40, "outputs": ["1"] * 40})  # 16 s of cases
+    reward = CodeReward(workers=1, time_limit=5, sample_time_limit=2)
+    started = time.monotonic()
+    result = reward.score_batch([slow], input_output=[tests])[0]
+    seconds = time.monotonic() - started
+    assert seconds < 2 + 8, seconds  # the budget, plus bwrap's start on a loaded machine
+    assert 0 < result.details["passed"] < 40 and result.value < 1.0

@@ -58,6 +58,7 @@ class CodeReward:
         hidden_tests: str | None = None,
         float_tolerance: float = 1e-6,
         time_limit: float = 5.0,
+        sample_time_limit: float = 30.0,
         cpu_limit: int = 5,
         memory_limit_mb: int = 512,
         max_processes: int = 16,
@@ -94,7 +95,7 @@ class CodeReward:
             or max_output_kb < 1
         ):
             raise ValueError(
-                "time_limit must be > 0 s, cpu_limit >= 1 s, memory_limit_mb >= 16, max_processes >= 1 "
+                "time_limit and sample_time_limit must be > 0 s, cpu_limit >= 1 s, memory_limit_mb >= 16, max_processes >= 1 "
                 "and max_output_kb >= 1"
             )
         self.mode = mode
@@ -103,6 +104,7 @@ class CodeReward:
         self.float_tolerance = float(float_tolerance)
         self.limits = Limits(
             time_s=float(time_limit),
+            total_s=float(sample_time_limit),
             cpu_s=int(cpu_limit),
             memory_mb=int(memory_limit_mb),
             nproc=int(max_processes) + 1,  # + the runner

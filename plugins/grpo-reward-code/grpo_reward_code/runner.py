@@ -55,8 +55,11 @@ def main():
     results = []
     with open("solution.py", "w", encoding="utf-8") as f:
         f.write(job["program"])
+    sample_deadline = time.monotonic() + float(limits["total_s"])
     for index, case in enumerate(job["cases"]):
-        result = run_case(job, case, index, limits, pid1, out)
+        if time.monotonic() >= sample_deadline:
+            break  # the sample's budget is spent: the cases left are not run
+        result = run_case(job, case, index, limits, pid1, out, sample_deadline)
         results.append(result)
         if job.get("stop_on_fail") and result.get("status") != "exited":
             break
@@ -66,7 +69,7 @@ def main():
         view = view[os.write(out, view) :]
 
 
-def run_case(job, case, index, limits, pid1, out):
+def run_case(job, case, index, limits, pid1, out, sample_deadline):
     stdin_data = (case.get("stdin") or "").encode("utf-8")
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -100,7 +103,7 @@ def run_case(job, case, index, limits, pid1, out):
     chunks = {out_r: [], err_r: [], res_r: []}
     sizes = {out_r: 0, err_r: 0, res_r: 0}
     cap = int(limits["output_bytes"])
-    deadline = started + float(limits["time_s"])
+    deadline = min(started + float(limits["time_s"]), sample_deadline)
     status, code, sig = None, None, None
     poller = select.poll()
     for fd in chunks:

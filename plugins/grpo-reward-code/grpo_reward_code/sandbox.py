@@ -93,6 +93,7 @@ class SandboxFailure(RuntimeError):
 @dataclass(frozen=True)
 class Limits:
     time_s: float = 5.0  # wall clock per case
+    total_s: float = 30.0  # wall clock for all of a sample's cases
     cpu_s: int = 5  # CPU seconds per case
     memory_mb: int = 512  # address space per process
     nproc: int = 16  # processes and threads in the whole sandbox
@@ -118,7 +119,11 @@ class Sandbox:
     def run(self, job: dict[str, Any], limits: Limits) -> list[dict[str, Any]]:
         """Run ``job`` (program, kind, cases) and return the runner's per-case results."""
         job = {**job, "limits": limits.to_json()}
-        deadline = STARTUP_SLACK_S + len(job["cases"]) * (limits.time_s + 1.0)
+        deadline = (
+            STARTUP_SLACK_S
+            + min(limits.total_s, len(job["cases"]) * limits.time_s)
+            + min(10.0, 0.5 * len(job["cases"]))
+        )
         with _uid_lease() as uid:
             if self.mode == "bwrap":
                 return self._run_bwrap(job, limits, uid, deadline)
