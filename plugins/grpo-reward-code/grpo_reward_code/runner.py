@@ -10,7 +10,8 @@ program. Inside bubblewrap this process is PID 1 of the sandbox's PID namespace:
 the program cannot kill it, orphans are reparented to it, and after each case it kills every
 other process in the namespace (``kill(-1)``) and reaps them, so no daemon outlives its case.
 
-Standard library only, and nothing imported that the sandboxed interpreter might lack.
+Standard library only, and nothing newer than Python 3.9 (``os.pidfd_open``): it runs under the
+system's interpreter, not the trainer's.
 """
 
 import json
@@ -229,7 +230,7 @@ def child(job, case, limits, pid1, pipes):
     in_r, out_w, err_w, res_w, tok_r = pipes
     # Move every pipe above the target numbers first, so no dup2 overwrites one still needed.
     moved = [os.dup(fd) for fd in (in_r, out_w, err_w, res_w, tok_r)]
-    for target, fd in zip((0, 1, 2, RESULT_FD, TOKEN_FD), moved, strict=True):
+    for target, fd in enumerate(moved):  # 0, 1, 2, RESULT_FD, TOKEN_FD
         os.dup2(fd, target)
     os.closerange(TOKEN_FD + 1, 1 << 16)
     if not pid1:
