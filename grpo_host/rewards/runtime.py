@@ -81,7 +81,9 @@ def bind_reward(spec: RewardSpec, params: Mapping[str, Any] | None = None, alias
     except (TypeError, ValueError) as exc:
         raise GrpoHostError(f"reward {spec.name!r}: timeout and weight must be numbers ({exc})") from None
     if not timeout > 0:
-        raise GrpoHostError(f"reward {spec.name!r}: timeout must be a positive number of seconds, not {timeout}")
+        raise GrpoHostError(
+            f"reward {spec.name!r}: timeout must be a positive number of seconds, not {timeout}"
+        )
     memory_mb = host.get("memory_mb")
     if memory_mb is not None:
         if isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, float, str)):
@@ -124,7 +126,12 @@ class SampleResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": self.score, "outcome": self.outcome, "seconds": round(self.seconds, 6), "details": self.details}
+        return {
+            "score": self.score,
+            "outcome": self.outcome,
+            "seconds": round(self.seconds, 6),
+            "details": self.details,
+        }
 
 
 def prepare_samples(
@@ -297,7 +304,9 @@ def _descendants(pid: int) -> list[int]:
 def _kill_tree(pid: int) -> None:
     """Kill a worker, its process group, and descendants that left the group (setsid)."""
     strays = _descendants(pid)
-    for target, kill in [(pid, os.killpg), (pid, os.kill)] + [(p, f) for p in strays for f in (os.killpg, os.kill)]:
+    for target, kill in [(pid, os.killpg), (pid, os.kill)] + [
+        (p, f) for p in strays for f in (os.killpg, os.kill)
+    ]:
         try:
             kill(target, signal.SIGKILL)
         except (OSError, ProcessLookupError):
@@ -377,16 +386,27 @@ class ProcessPool:
             try:
                 worker = self._idle.pop() if self._idle else self._spawn()
             except OSError as exc:
-                self._give(chunk, chunk.indices[chunk.done :], "error", f"could not start a reward worker: {exc}")
+                self._give(
+                    chunk, chunk.indices[chunk.done :], "error", f"could not start a reward worker: {exc}"
+                )
                 continue
             self._next_task += 1
             worker.task_id, worker.chunk, worker.sent_at = self._next_task, chunk, time.monotonic()
             bound = chunk.reward
             try:
-                worker.outbox.send((
-                    "score", worker.task_id, bound.key, bound.spec.import_path, bound.params,
-                    bound.spec.batched, chunk.memory_mb or None, bound.name, chunk.samples,
-                ))
+                worker.outbox.send(
+                    (
+                        "score",
+                        worker.task_id,
+                        bound.key,
+                        bound.spec.import_path,
+                        bound.params,
+                        bound.spec.batched,
+                        chunk.memory_mb or None,
+                        bound.name,
+                        chunk.samples,
+                    )
+                )
             except (OSError, ValueError):  # an idle worker that died meanwhile: use another
                 worker.chunk = None
                 self._retire(worker)
@@ -418,7 +438,11 @@ class ProcessPool:
                 self._died(worker)
                 return
             except Exception as exc:  # noqa: BLE001 - a corrupted stream: the worker cannot be trusted
-                self._fail(worker, "error", f"reward worker sent an unreadable reply ({type(exc).__name__}); it was replaced")
+                self._fail(
+                    worker,
+                    "error",
+                    f"reward worker sent an unreadable reply ({type(exc).__name__}); it was replaced",
+                )
                 return
             self._accept(worker, message)
 
@@ -438,7 +462,9 @@ class ProcessPool:
             self.stale_replies += 1
             return
         for outcome, score, details, seconds in rows:
-            self._out.append((chunk, chunk.indices[chunk.done], SampleResult(outcome, score, details or {}, seconds)))
+            self._out.append(
+                (chunk, chunk.indices[chunk.done], SampleResult(outcome, score, details or {}, seconds))
+            )
             chunk.done += 1
         if chunk.done >= len(chunk.indices):
             worker.chunk = None
@@ -475,7 +501,11 @@ class ProcessPool:
         position = record[0] if record else None
         base = chunk.done
         if record is not None and record[0] == BUILDING:
-            what = "importing and building the reward" if outcome == "error" else f"building the reward took over {BUILD_BUDGET_S:g} s"
+            what = (
+                "importing and building the reward"
+                if outcome == "error"
+                else f"building the reward took over {BUILD_BUDGET_S:g} s"
+            )
             self._give(chunk, remaining, outcome, f"{reason} ({what})")
             return
         if chunk.reward.spec.batched and record is not None and record[0] >= 0:
@@ -484,7 +514,9 @@ class ProcessPool:
         if record is None or record[0] < 0 or position is None or not base <= position < len(chunk.indices):
             # Between two samples, or before the first: no sample to blame; run the rest again.
             if chunk.reruns >= MAX_BLAMELESS_RERUNS:
-                self._give(chunk, remaining, "error", f"{reason}; it died {chunk.reruns + 1} times between samples")
+                self._give(
+                    chunk, remaining, "error", f"{reason}; it died {chunk.reruns + 1} times between samples"
+                )
                 return
             self._rerun(chunk, list(range(base, len(chunk.indices))), chunk.reruns + 1)
             return
@@ -499,10 +531,17 @@ class ProcessPool:
             self._out.append((chunk, i, SampleResult(outcome, None, {"error": reason}, seconds)))
 
     def _rerun(self, chunk: Chunk, positions: list[int], reruns: int) -> None:
-        self._queue.appendleft(Chunk(
-            chunk.reward_index, chunk.reward, [chunk.indices[p] for p in positions],
-            [chunk.samples[p] for p in positions], chunk.memory_mb, 0, reruns,
-        ))
+        self._queue.appendleft(
+            Chunk(
+                chunk.reward_index,
+                chunk.reward,
+                [chunk.indices[p] for p in positions],
+                [chunk.samples[p] for p in positions],
+                chunk.memory_mb,
+                0,
+                reruns,
+            )
+        )
 
     def _deadline(self, worker: _Worker) -> tuple[float, bool]:
         """(when the worker's current work runs out of budget, whether to look again soon)."""
@@ -594,7 +633,9 @@ class RewardRuntime:
         names = [r.name for r in rewards]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise GrpoHostError(f"reward(s) {', '.join(dupes)} listed twice; give one an alias to use it twice")
+            raise GrpoHostError(
+                f"reward(s) {', '.join(dupes)} listed twice; give one an alias to use it twice"
+            )
         self.rewards = list(rewards)
         self.size = _available_cores() if workers is None else max(0, int(workers))
         self.memory_mb = memory_mb
@@ -636,10 +677,15 @@ class RewardRuntime:
                     rows = results[self.rewards[i].name]
                     for j, row in enumerate(rows):
                         if row is None:
-                            rows[j] = SampleResult("error", None, {"error": f"reward runtime failure: {exc!r}"})
+                            rows[j] = SampleResult(
+                                "error", None, {"error": f"reward runtime failure: {exc!r}"}
+                            )
         final: dict[str, list[SampleResult]] = {}
         for bound in self.rewards:
-            rows = [r if r is not None else SampleResult("error", None, {"error": "lost result"}) for r in results[bound.name]]
+            rows = [
+                r if r is not None else SampleResult("error", None, {"error": "lost result"})
+                for r in results[bound.name]
+            ]
             totals = self.totals[bound.name]
             spent = 0.0
             for row in rows:
@@ -676,7 +722,9 @@ class RewardRuntime:
                 except BaseException as exc:  # noqa: BLE001 - the trainer never sees a reward's exception
                     raws = [exc] * len(samples)
                 if len(raws) != len(samples):
-                    raws = [ValueError(f"score_batch returned {len(raws)} scores for {len(samples)} samples")] * len(samples)
+                    raws = [
+                        ValueError(f"score_batch returned {len(raws)} scores for {len(samples)} samples")
+                    ] * len(samples)
                 per = (time.perf_counter() - start) / max(len(samples), 1)
                 return [SampleResult(*_inline_outcome(raw), per) for raw in raws]
             rows: list[SampleResult] = []

@@ -299,7 +299,9 @@ def main() -> None:
     state = _STATE = _State()
     state.libc = libc
     _watch_state(state)
-    os.register_at_fork(after_in_child=lambda: _in_forked_child((in_fd, out_fd), libc), after_in_parent=_mark_forked)
+    os.register_at_fork(
+        after_in_child=lambda: _in_forked_child((in_fd, out_fd), libc), after_in_parent=_mark_forked
+    )
     monotonic = time.monotonic
     built: dict[str, Any] = {}
 
