@@ -10,6 +10,7 @@ worker process. Nothing here imports heavy libraries.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import inspect
@@ -366,7 +367,7 @@ def sample_outcome(raw: Any, memory_mb: int | None = None, reward: str = "") -> 
     if raw.__class__ is float and math.isfinite(raw):  # the common case, kept cheap
         return "ok", raw, None
     try:
-        if isinstance(raw, MemoryError) and memory_mb:
+        if memory_mb and (isinstance(raw, MemoryError) or getattr(raw, "errno", None) == errno.ENOMEM):
             from grpo_host.rewards.worker import memory_error_text
 
             raw = MemoryError(memory_error_text(memory_mb, reward))
