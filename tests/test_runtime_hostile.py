@@ -261,23 +261,22 @@ def test_samples_slower_than_the_flush_interval_score_exactly_batch_after_batch(
         reward.reward_set.close()
 
 
-SWEEP_DELAYS = [0, 0, 0.01, 0.049, 0.051, 0.1, 0.3, 0.95, 1.0, 1.05, 1.5, 2.2, 3.1]
+# Around the host's poll interval (0.05 s) and the worker's flush interval (1 s), and longer.
+SWEEP_DELAYS = [0.01, 0.049, 0.051, 0.1, 0.3, 0.95, 1.0, 1.05, 1.5, 2.2, 3.1]
+BAD = {"hang": "timeout", "die": "error", "segv": "error", "raise": "error"}
 
 
 def sweep_batch(size: int, seed: int) -> tuple[list[str], list[str | float]]:
-    """Mostly fast samples, slow ones around the poll and flush intervals, a few bad ones."""
-    import random
-
-    rng = random.Random(seed)
+    """Slow samples (every delay above, shifted by seed), fast ones between them, and from 8
+    samples up one hanging, one exiting, one segfaulting and one raising sample."""
     completions, expected = [], []
+    bad = {size // 5 + k * (size // 4): kind for k, kind in enumerate(BAD)} if size >= 8 else {}
     for i in range(size):
-        roll = rng.random()
-        if size > 1 and roll < 0.04:
-            kind = rng.choice(["hang", "die", "segv", "raise"])
-            completions.append(kind)
-            expected.append("timeout" if kind == "hang" else "error")
-        elif roll < 0.3 or size <= 3:
-            completions.append(f"{i}.25:{rng.choice(SWEEP_DELAYS)}")
+        if i in bad:
+            completions.append(bad[i])
+            expected.append(BAD[bad[i]])
+        elif size <= 3 or i % 4 == 1:
+            completions.append(f"{i}.25:{SWEEP_DELAYS[(i + seed) % len(SWEEP_DELAYS)]}")
             expected.append(i + 0.25)
         else:
             completions.append(f"{i}.5:0")
@@ -287,22 +286,30 @@ def sweep_batch(size: int, seed: int) -> tuple[list[str], list[str | float]]:
 
 @pytest.mark.slow
 def test_sweep_of_slow_fast_hanging_and_crashing_samples_in_batches_of_1_to_64(manager):
-    with runtime_for(manager, ("slow", {"timeout": 4}), workers=2) as runtime:
-        # A lone 9.5 s sample inside a 12 s budget, on its own reward entry, beside fast ones.
-        long = bind_reward(manager.get_reward("slow"), {"timeout": 12}, alias="slow-long")
-        with RewardRuntime([long], workers=2) as long_runtime:
-            rows = long_runtime.score(prepare_samples(["1:9.5", "2:0", "3:0.2"]))["slow-long"]
-            assert [(r.outcome, r.score) for r in rows] == [("ok", 1.0), ("ok", 2.0), ("ok", 3.0)]
-        for size, seed in [(1, 1), (2, 2), (3, 3), (5, 4), (8, 5), (16, 6), (64, 7), (64, 8)]:
-            completions, expected = sweep_batch(size, seed)
-            rows = runtime.score(prepare_samples(completions))["slow"]
-            for completion, want, row in zip(completions, expected, rows, strict=True):
-                if isinstance(want, float):
-                    assert (row.outcome, row.score) == ("ok", want), (size, completion, row)
-                else:
-                    assert (row.outcome, row.score) == (want, None), (size, completion, row)
-        assert runtime.stale_replies == 0
-        pids = [w.proc.pid for w in runtime._all]
+    import threading
+
+    # A 9.5 s sample inside a 12 s budget, beside fast ones, scored meanwhile by a second pool.
+    long = bind_reward(manager.get_reward("slow"), {"timeout": 12})
+    long_rows: list = []
+    with RewardRuntime([long], workers=2) as long_runtime:
+        side = threading.Thread(
+            target=lambda: long_rows.extend(long_runtime.score(prepare_samples(["1:9.5", "2:0", "3:0.2"]))["slow"])
+        )
+        side.start()
+        with runtime_for(manager, ("slow", {"timeout": 4}), workers=4) as runtime:
+            for size, seed in [(1, 7), (2, 8), (3, 5), (5, 0), (8, 3), (16, 6), (64, 0), (33, 4)]:
+                completions, expected = sweep_batch(size, seed)
+                rows = runtime.score(prepare_samples(completions))["slow"]
+                for completion, want, row in zip(completions, expected, rows, strict=True):
+                    if isinstance(want, float):
+                        assert (row.outcome, row.score) == ("ok", want), (size, completion, row)
+                    else:
+                        assert (row.outcome, row.score) == (want, None), (size, completion, row)
+            assert runtime.stale_replies == 0
+            pids = [w.proc.pid for w in runtime._all]
+        side.join()
+        assert [(r.outcome, r.score) for r in long_rows] == [("ok", 1.0), ("ok", 2.0), ("ok", 3.0)]
+        pids += [w.proc.pid for w in long_runtime._all]
     assert wait_gone(pids) == []
 
 
