@@ -214,7 +214,9 @@ HOSTILE = """
 
 @pytest.fixture
 def manager(plugin_dir):
-    write_distribution(plugin_dir, "grpo-reward-hostile", {"hostile_plugin": HOSTILE}, {"h": "hostile_plugin"})
+    write_distribution(
+        plugin_dir, "grpo-reward-hostile", {"hostile_plugin": HOSTILE}, {"h": "hostile_plugin"}
+    )
     return PluginManager()
 
 
@@ -293,7 +295,9 @@ def test_sweep_of_slow_fast_hanging_and_crashing_samples_in_batches_of_1_to_64(m
     long_rows: list = []
     with RewardRuntime([long], workers=2) as long_runtime:
         side = threading.Thread(
-            target=lambda: long_rows.extend(long_runtime.score(prepare_samples(["1:9.5", "2:0", "3:0.2"]))["slow"])
+            target=lambda: long_rows.extend(
+                long_runtime.score(prepare_samples(["1:9.5", "2:0", "3:0.2"]))["slow"]
+            )
         )
         side.start()
         with runtime_for(manager, ("slow", {"timeout": 4}), workers=4) as runtime:
@@ -328,7 +332,13 @@ def test_a_forked_child_that_returns_never_answers_for_its_parent(manager, tmp_p
 def test_stale_duplicate_and_malformed_replies_are_dropped_and_counted(manager):
     with runtime_for(manager, "forger", workers=1) as runtime:
         rows = runtime.score(prepare_samples(["1", "2", "forge", "4", "5"]))["forger"]
-        assert [(r.outcome, r.score) for r in rows] == [("ok", 1.0), ("ok", 2.0), ("ok", 0.5), ("ok", 4.0), ("ok", 5.0)]
+        assert [(r.outcome, r.score) for r in rows] == [
+            ("ok", 1.0),
+            ("ok", 2.0),
+            ("ok", 0.5),
+            ("ok", 4.0),
+            ("ok", 5.0),
+        ]
         assert runtime.stale_replies == 3
         assert [r.score for r in runtime.score(prepare_samples(["6", "7"]))["forger"]] == [6.0, 7.0]
 
@@ -388,7 +398,10 @@ def test_a_default_memory_cap_applies_and_is_sized_from_the_machine(manager):
     assert default_memory_mb(10_000) == 1024
     with runtime_for(manager, "hog", workers=1) as runtime:
         rows = runtime.score(prepare_samples(["4096", "10"]))["hog"]
-        assert rows[0].outcome == "error" and f"memory cap of {runtime.pool.memory_mb} MB" in rows[0].details["error"]
+        assert (
+            rows[0].outcome == "error"
+            and f"memory cap of {runtime.pool.memory_mb} MB" in rows[0].details["error"]
+        )
         assert rows[1].score == 10.0
     # 0 lifts the cap for one reward; the other keeps the default
     with runtime_for(manager, ("hog", {"memory_mb": 0}), workers=1) as runtime:
@@ -447,7 +460,17 @@ def test_results_that_cannot_be_converted_are_that_samples_error(manager):
     completions = ["1", "huge", "2", "badrepr", "badstr", "badscore", "exit", "interrupt", "3"]
     with runtime_for(manager, "weird", workers=1) as runtime:
         rows = runtime.score(prepare_samples(completions))["weird"]
-        assert [r.outcome for r in rows] == ["ok", "error", "ok", "error", "error", "error", "error", "error", "ok"]
+        assert [r.outcome for r in rows] == [
+            "ok",
+            "error",
+            "ok",
+            "error",
+            "error",
+            "error",
+            "error",
+            "error",
+            "ok",
+        ]
         assert [r.score for r in rows if r.outcome == "ok"] == [1.0, 2.0, 3.0]
         assert "too large" in rows[1].details["error"] and "repr refused" in rows[3].details["error"]
         assert "BadStr" in rows[4].details["error"] and "SystemExit" in rows[6].details["error"]
