@@ -340,6 +340,16 @@ class ProcessPool:
         self._queue.append(chunk)
 
     def collect(self) -> Iterator[tuple[Chunk, int, SampleResult]]:
+        try:
+            yield from self._collect()
+        finally:
+            if self._queue or self._busy:  # abandoned (Ctrl-C, the caller's error): start clean
+                for worker in list(self._busy.values()):
+                    self._retire(worker)
+                self._queue.clear()
+                self._out.clear()
+
+    def _collect(self) -> Iterator[tuple[Chunk, int, SampleResult]]:
         while self._queue or self._busy:
             self._dispatch()
             yield from self._drain_out()
@@ -766,17 +776,20 @@ class _ProcessState:
     def __init__(self) -> None:
         self.cwd = os.getcwd()
         self.environ = dict(os.environ)
+        self.data = dict(getattr(os.environ, "_data", {}))  # the raw view: one C-level compare
 
     def restore(self) -> None:
         try:
-            if os.getcwd() != self.cwd:
-                os.chdir(self.cwd)
-        except OSError:  # the reward removed the cwd it moved to
+            moved = os.getcwd() != self.cwd
+        except OSError:  # the reward removed the directory it moved to
+            moved = True
+        if moved:
             os.chdir(self.cwd)
-        if os.environ != self.environ:
-            for key in [k for k in os.environ if k not in self.environ]:
-                del os.environ[key]
-            os.environ.update(self.environ)
+        if getattr(os.environ, "_data", self.data) != self.data or not self.data:
+            if dict(os.environ) != self.environ:
+                for key in [k for k in os.environ if k not in self.environ]:
+                    del os.environ[key]
+                os.environ.update(self.environ)
 
 
 def _available_cores() -> int:

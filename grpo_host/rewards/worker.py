@@ -192,10 +192,12 @@ def _watch_state(state: _State) -> None:
     os.environ.__class__ = WatchedEnviron
 
 
-def _in_forked_child(protocol_fds: tuple[int, ...], libc: Any) -> None:
+def _in_forked_child(protocol_fds: tuple[int, ...], libc: Any, worker_pid: int) -> None:
     """A reward forked: the child must never answer the host (its parent does) nor hold the
     protocol pipe open after the worker dies, and it dies with the worker."""
     global _STATE
+    if _STATE is None:  # a grandchild: its parent already did all this
+        return
     _STATE = None  # the loop below checks this and exits if the child ever comes back to it
     null = os.open(os.devnull, os.O_RDWR)
     for fd in protocol_fds:
@@ -204,7 +206,7 @@ def _in_forked_child(protocol_fds: tuple[int, ...], libc: Any) -> None:
         except OSError:
             pass
     os.close(null)
-    if libc is not None:
+    if libc is not None and os.getppid() == worker_pid:  # not a grandchild: a daemon's parent exits
         try:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except Exception:  # noqa: BLE001 - best effort
@@ -300,7 +302,8 @@ def main() -> None:
     state.libc = libc
     _watch_state(state)
     os.register_at_fork(
-        after_in_child=lambda: _in_forked_child((in_fd, out_fd), libc), after_in_parent=_mark_forked
+        after_in_child=lambda: _in_forked_child((in_fd, out_fd), libc, state.pid),
+        after_in_parent=_mark_forked,
     )
     monotonic = time.monotonic
     built: dict[str, Any] = {}
@@ -326,7 +329,10 @@ def main() -> None:
             try:
                 built[key] = _load(import_path).build_scorer(params)
             except BaseException as exc:  # noqa: BLE001 - every sample of the chunk reports the failure
-                error = ("error", None, {"error": f"could not build reward: {conversion_error(exc)}"}, 0.0)
+                text = conversion_error(exc)
+                if isinstance(exc, MemoryError) and memory_mb:
+                    text = f"MemoryError: {memory_error_text(memory_mb, name)}"
+                error = ("error", None, {"error": f"could not build reward: {text}"}, 0.0)
                 progress.publish(task, DONE, monotonic())
                 send(("results", task, 0, [error] * len(samples)))
                 continue
