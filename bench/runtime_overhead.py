@@ -64,7 +64,7 @@ class Side:
         env = dict(
             os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(HERE), os.environ.get("PYTHONPATH", "")])
         )
-        cmd = [sys.executable, str(HERE / "runtime_overhead.py"), "--serve"]
+        cmd = [sys.executable, str(HERE / "runtime_overhead.py"), "--serve", "--rewards", ",".join(REWARDS)]
         if workers is not None:
             cmd += ["--workers", str(workers)]
         self.label = label
@@ -135,8 +135,11 @@ def main() -> None:
     parser.add_argument(
         "--per-round", type=int, default=5, help="batches per side per round (with --baseline)"
     )
+    parser.add_argument("--rewards", default="cheap,heavy", help="which bench rewards: cheap, heavy or both")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in set(REWARDS) - set(args.rewards.split(",")):
+        del REWARDS[name]
     if args.serve:
         serve(args.workers)
         return
