@@ -119,6 +119,8 @@ class RewardEntry(_Section):
     name: str
     weight: float = 1.0
     timeout: float | None = Field(None, gt=0)
+    memory_mb: int | None = Field(None, ge=0, description="Memory cap per reward worker in MB (0: none; "
+                                  "default: half the machine's memory shared by the workers, 1-4 GiB).")
     params: dict[str, Any] = Field(default_factory=dict)
     alias: str | None = Field(None, description="The name its metrics are logged under (to use a reward twice).")
 
@@ -131,6 +133,8 @@ class RewardEntry(_Section):
         item: dict[str, Any] = {"name": self.name, "params": dict(self.params), "weight": self.weight}
         if self.timeout is not None:
             item["timeout"] = self.timeout
+        if self.memory_mb is not None:
+            item["memory_mb"] = self.memory_mb
         if self.alias:
             item["alias"] = self.alias
         return item
