@@ -1,15 +1,15 @@
 """Redaction: the one step that keeps secrets out of everything a run writes or prints.
 
-The values of environment variables whose names look secret (``*TOKEN*``, ``*SECRET*``,
-``*PASSWORD*``, ``*PASSWD*``, ``*KEY*``, ``*CREDENTIAL*``, which takes in the AWS credentials)
+The values of environment variables whose names look secret (a ``TOKEN``, ``SECRET``,
+``PASSWORD``, ``PASSWD``, ``KEY`` or ``CREDENTIAL(S)`` part: ``HF_TOKEN``, ``OPENAI_API_KEY``,
+the AWS credentials; a whole part, so ``TOKENIZERS_PARALLELISM`` and ``KEYBOARD`` are not)
 are replaced by ``***`` wherever they appear: the console, ``metrics.jsonl``,
 ``samples.jsonl``, the report, the files of the output dir, tracker params and tags, a
 SageMaker request. More names, or glob patterns of names, come from the run config's
 ``redact_env`` and the ``GRPO_HOST_REDACT_ENV`` variable (comma-separated).
 
-A value shorter than ``MIN_SECRET_CHARS`` is left alone: ``TOKENIZERS_PARALLELISM=false`` is
-no secret, and replacing every ``false`` would wreck the output. Explicitly named variables
-count from ``MIN_NAMED_CHARS``.
+A value shorter than ``MIN_SECRET_CHARS`` is left alone (``MY_KEY=1`` would otherwise turn
+every ``1`` of the output into ``***``); explicitly named variables count from ``MIN_NAMED_CHARS``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from urllib.parse import quote
 
 MASK = "***"
 ENV_LIST = "GRPO_HOST_REDACT_ENV"
-MIN_SECRET_CHARS = 6
+MIN_SECRET_CHARS = 8
 MIN_NAMED_CHARS = 3
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW(OR)?D|KEY|CREDENTIAL", re.IGNORECASE)
+SECRET_NAME = re.compile(r"(^|[_.\-])(TOKENS?|SECRETS?|PASSWORDS?|PASSWD|(API|ACCESS|PRIVATE)?_?KEYS?|CREDENTIALS?)"
+                         r"([_.\-]|$)", re.IGNORECASE)
 # A setting that names a variable (api_key_env: OPENAI_API_KEY) holds a name, not a secret.
 NAMES_A_VARIABLE = re.compile(r"(_env|_var|_name|_file|_path)$", re.IGNORECASE)
 

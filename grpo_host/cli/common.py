@@ -19,7 +19,9 @@ def fail_cleanly() -> Iterator[None]:
     try:
         yield
     except GrpoHostError as exc:
-        click.echo(f"error: {exc}", err=True)
+        from grpo_host.redact import redact
+
+        click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(2)
 
 
