@@ -27,8 +27,11 @@ MASK = "***"
 ENV_LIST = "GRPO_HOST_REDACT_ENV"
 MIN_SECRET_CHARS = 8
 MIN_NAMED_CHARS = 3
-SECRET_NAME = re.compile(r"(^|[_.\-])(TOKENS?|SECRETS?|PASSWORDS?|PASSWD|(API|ACCESS|PRIVATE)?_?KEYS?|CREDENTIALS?)"
-                         r"([_.\-]|$)", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"(^|[_.\-])(TOKENS?|SECRETS?|PASSWORDS?|PASSWD|(API|ACCESS|PRIVATE)?_?KEYS?|CREDENTIALS?)"
+    r"([_.\-]|$)",
+    re.IGNORECASE,
+)
 # A setting that names a variable (api_key_env: OPENAI_API_KEY) holds a name, not a secret.
 NAMES_A_VARIABLE = re.compile(r"(_env|_var|_name|_file|_path)$", re.IGNORECASE)
 
@@ -59,7 +62,9 @@ def secret_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         if not value or name == ENV_LIST:
             continue
         named = any(fnmatch.fnmatchcase(name, p) for p in patterns)
-        if (named and len(value) >= MIN_NAMED_CHARS) or (looks_secret(name) and len(value) >= MIN_SECRET_CHARS):
+        if (named and len(value) >= MIN_NAMED_CHARS) or (
+            looks_secret(name) and len(value) >= MIN_SECRET_CHARS
+        ):
             found[name] = value
     return found
 
@@ -71,7 +76,11 @@ class Redactor:
         forms: set[str] = set()
         for value in values:
             forms.update({value, json.dumps(value)[1:-1], quote(value, safe="")})
-        self._pattern = re.compile("|".join(re.escape(v) for v in sorted(forms, key=len, reverse=True))) if forms else None
+        self._pattern = (
+            re.compile("|".join(re.escape(v) for v in sorted(forms, key=len, reverse=True)))
+            if forms
+            else None
+        )
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -88,7 +97,11 @@ class Redactor:
         if isinstance(data, Mapping):
             return {self.text(k) if isinstance(k, str) else k: self.value(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):
-            return type(data)(self.value(v) for v in data) if isinstance(data, list) else tuple(self.value(v) for v in data)
+            return (
+                type(data)(self.value(v) for v in data)
+                if isinstance(data, list)
+                else tuple(self.value(v) for v in data)
+            )
         return data
 
 
@@ -114,8 +127,12 @@ def redact_settings(data: Any) -> Any:
     for what leaves the run as a record (tracker params and tags), never for a config the run reads."""
     data = redact(data)
     if isinstance(data, Mapping):
-        return {k: MASK if isinstance(k, str) and looks_secret(k) and isinstance(v, str) and v
-                else redact_settings(v) for k, v in data.items()}
+        return {
+            k: MASK
+            if isinstance(k, str) and looks_secret(k) and isinstance(v, str) and v
+            else redact_settings(v)
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [redact_settings(v) for v in data]
     return data

@@ -93,8 +93,15 @@ RANGES: dict[str, Range] = {
     "dataloader_num_workers": Range(low=0),
 }
 
-_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
-          "list": "a list", "dict": "a mapping", "null": "null"}
+_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "text",
+    "list": "a list",
+    "dict": "a mapping",
+    "null": "null",
+}
 
 
 # -- reading and checking --------------------------------------------------------------------------
@@ -212,8 +219,10 @@ def generate() -> dict[str, Any]:
         params = inspect.signature(Qwen2Config.__init__).parameters
         qwen = {name: {"types": ["any"]} for name in params if name not in ("self", "kwargs")}
     return {
-        "generated_from": {"trl": importlib.metadata.version("trl"),
-                           "transformers": importlib.metadata.version("transformers")},
+        "generated_from": {
+            "trl": importlib.metadata.version("trl"),
+            "transformers": importlib.metadata.version("transformers"),
+        },
         "grpo_config": dict(sorted(grpo.items())),
         "qwen2_config": dict(sorted(qwen.items())),
     }

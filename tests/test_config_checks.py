@@ -40,25 +40,52 @@ def refused_fast(*args: str, expect: tuple[str, ...]) -> str:
 
 
 YAML_CASES = {
-    "builtin-typo": ("model: {builtin: {hiden_size: 32}}",
-                     ("model.builtin.hiden_size: unknown field", "did you mean 'hidden_size'")),
-    "max-steps-word": ("grpo: {max_steps: ten}", ("grpo.max_steps: 'ten' is not valid", "a whole number >= 1")),
+    "builtin-typo": (
+        "model: {builtin: {hiden_size: 32}}",
+        ("model.builtin.hiden_size: unknown field", "did you mean 'hidden_size'"),
+    ),
+    "max-steps-word": (
+        "grpo: {max_steps: ten}",
+        ("grpo.max_steps: 'ten' is not valid", "a whole number >= 1"),
+    ),
     "max-steps-negative": ("grpo: {max_steps: -5}", ("grpo.max_steps: -5 is not valid", "or -1: train for")),
-    "lr-negative": ("grpo: {learning_rate: -1e-5}", ("grpo.learning_rate: -1e-05 is not valid", "a number >= 0")),
-    "temperature-negative": ("grpo: {temperature: -0.7}", ("grpo.temperature: -0.7 is not valid", "a number > 0")),
-    "scheduler-choice": ("grpo: {lr_scheduler_type: cosin}", ("grpo.lr_scheduler_type: 'cosin'", "did you mean 'cosine'")),
+    "lr-negative": (
+        "grpo: {learning_rate: -1e-5}",
+        ("grpo.learning_rate: -1e-05 is not valid", "a number >= 0"),
+    ),
+    "temperature-negative": (
+        "grpo: {temperature: -0.7}",
+        ("grpo.temperature: -0.7 is not valid", "a number > 0"),
+    ),
+    "scheduler-choice": (
+        "grpo: {lr_scheduler_type: cosin}",
+        ("grpo.lr_scheduler_type: 'cosin'", "did you mean 'cosine'"),
+    ),
     "grpo-bool-for-int": ("grpo: {num_generations: true}", ("grpo.num_generations: True is not valid",)),
-    "weight-nan": ("rewards: [{name: format, weight: .nan}]",
-                   ("rewards[0] (format).weight: nan is not valid", "finite number")),
-    "weight-inf-set-by-list": ("rewards: [{name: format, weight: .inf}]", ("rewards[0] (format).weight: inf",)),
-    "data-builtin-typo": ("data: {builtin: {max_operands: 9}}",
-                          ("data.builtin.max_operands: unknown field", "did you mean 'max_operand'")),
-    "launch-typo": ("launch: {sagemker: {instance_type: ml.m5.xlarge}}",
-                    ("launch.sagemker: unknown field", "did you mean 'sagemaker'")),
-    "launch-option-typo": ("launch: {sagemaker: {instance_typ: ml.m5.xlarge}}",
-                           ("launch.sagemaker.instance_typ: unknown option",)),
-    "tracking-params-typo": ("tracking: [mlflow]\ntracking_params: {mlfow: {experiment: x}}",
-                             ("tracking_params.mlfow:", "did you mean 'mlflow'")),
+    "weight-nan": (
+        "rewards: [{name: format, weight: .nan}]",
+        ("rewards[0] (format).weight: nan is not valid", "finite number"),
+    ),
+    "weight-inf-set-by-list": (
+        "rewards: [{name: format, weight: .inf}]",
+        ("rewards[0] (format).weight: inf",),
+    ),
+    "data-builtin-typo": (
+        "data: {builtin: {max_operands: 9}}",
+        ("data.builtin.max_operands: unknown field", "did you mean 'max_operand'"),
+    ),
+    "launch-typo": (
+        "launch: {sagemker: {instance_type: ml.m5.xlarge}}",
+        ("launch.sagemker: unknown field", "did you mean 'sagemaker'"),
+    ),
+    "launch-option-typo": (
+        "launch: {sagemaker: {instance_typ: ml.m5.xlarge}}",
+        ("launch.sagemaker.instance_typ: unknown option",),
+    ),
+    "tracking-params-typo": (
+        "tracking: [mlflow]\ntracking_params: {mlfow: {experiment: x}}",
+        ("tracking_params.mlfow:", "did you mean 'mlflow'"),
+    ),
 }
 
 
@@ -87,12 +114,15 @@ def test_bad_set_is_refused_fast_by_train(case, tmp_path):
 
 
 def test_many_problems_are_listed_together(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         rewards: [format]
         precision: bf32
         grpo: {max_steps: ten, beta: -1}
         model: {builtin: {hiden_size: 32}}
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     msg = str(err.value)
@@ -101,12 +131,18 @@ def test_many_problems_are_listed_together(tmp_path):
         assert text in msg
 
 
-@pytest.mark.parametrize("rows, expect", [
-    ("", "is empty (no rows)"),
-    ("\n  \n", "is empty (no rows)"),
-    ('{"question": "1+1?", "answer": "2"}\n', "data.prompt_column: 'prompt' is not a column; the data has question, answer"),
-    ('{"prompt": "1+1?"\n', "cannot be read as jsonl"),
-])
+@pytest.mark.parametrize(
+    "rows, expect",
+    [
+        ("", "is empty (no rows)"),
+        ("\n  \n", "is empty (no rows)"),
+        (
+            '{"question": "1+1?", "answer": "2"}\n',
+            "data.prompt_column: 'prompt' is not a column; the data has question, answer",
+        ),
+        ('{"prompt": "1+1?"\n', "cannot be read as jsonl"),
+    ],
+)
 def test_bad_data_file_is_refused_before_launch(tmp_path, rows, expect):
     data = tmp_path / "d.jsonl"
     data.write_text(rows)
@@ -120,7 +156,8 @@ def test_missing_data_file_and_other_formats(tmp_path):
     from grpo_host.training.data import check_local_data
 
     assert check_local_data(DataSection(source=str(tmp_path / "nope.jsonl"))) == [
-        f"data.source: file {str(tmp_path / 'nope.jsonl')!r} not found"]
+        f"data.source: file {str(tmp_path / 'nope.jsonl')!r} not found"
+    ]
     (tmp_path / "a.json").write_text(json.dumps([{"prompt": "x", "answer": "1"}]))
     assert check_local_data(DataSection(source=str(tmp_path / "a.json"))) == []
     (tmp_path / "b.json").write_text(json.dumps({"question": ["x"], "answer": ["1"]}))
@@ -135,12 +172,25 @@ def test_missing_data_file_and_other_formats(tmp_path):
 def test_grpo_values_are_taken_as_grpoconfig_takes_them(tmp_path):
     from grpo_host.cli.common import parse_sets
 
-    config = load_config(None, parse_sets(["grpo.max_steps=12", "grpo.learning_rate=1e-5", "grpo.beta=0",
-                                           "grpo.max_steps=-1", "grpo.lr_scheduler_type=cosine",
-                                           "grpo.report_to=[]"]), base_dir=tmp_path)
+    config = load_config(
+        None,
+        parse_sets(
+            [
+                "grpo.max_steps=12",
+                "grpo.learning_rate=1e-5",
+                "grpo.beta=0",
+                "grpo.max_steps=-1",
+                "grpo.lr_scheduler_type=cosine",
+                "grpo.report_to=[]",
+            ]
+        ),
+        base_dir=tmp_path,
+    )
     assert config.grpo["max_steps"] == -1 and config.grpo["learning_rate"] == 1e-5
     assert isinstance(config.grpo["beta"], float)  # an int written for a float field
-    path = write(tmp_path, "rewards: [format]\ngrpo: {learning_rate: 3e-6, max_steps: '7', num_train_epochs: 2}\n")
+    path = write(
+        tmp_path, "rewards: [format]\ngrpo: {learning_rate: 3e-6, max_steps: '7', num_train_epochs: 2}\n"
+    )
     grpo = load_config(path).grpo
     assert grpo == {"learning_rate": 3e-6, "max_steps": 7, "num_train_epochs": 2.0}
 
@@ -159,18 +209,23 @@ def test_a_field_unknown_to_the_schema_but_in_the_installed_trl_passes(monkeypat
 
 # -- a finished run ------------------------------------------------------------------------------
 def _summary(tmp_path, **fields):
-    (tmp_path / "run.json").write_text(json.dumps({"final_step": 3, "max_steps": 3, "num_train_epochs": 1, **fields}))
+    (tmp_path / "run.json").write_text(
+        json.dumps({"final_step": 3, "max_steps": 3, "num_train_epochs": 1, **fields})
+    )
 
 
-@pytest.mark.parametrize("setting, fields, finished", [
-    ([], None, False),  # nothing ran
-    ([], {}, True),  # same max_steps
-    (["grpo.max_steps=2"], {}, True),  # lower: still nothing to train
-    (["grpo.max_steps=6"], {}, False),  # raised: extends it
-    ([], {"final_step": 2}, False),  # an interrupted run's summary (not at its end)
-    (["grpo.max_steps=-1"], {}, False),  # by epochs: 3 (TRL's default) > the 1 covered
-    (["grpo.max_steps=-1", "grpo.num_train_epochs=1"], {}, True),
-])
+@pytest.mark.parametrize(
+    "setting, fields, finished",
+    [
+        ([], None, False),  # nothing ran
+        ([], {}, True),  # same max_steps
+        (["grpo.max_steps=2"], {}, True),  # lower: still nothing to train
+        (["grpo.max_steps=6"], {}, False),  # raised: extends it
+        ([], {"final_step": 2}, False),  # an interrupted run's summary (not at its end)
+        (["grpo.max_steps=-1"], {}, False),  # by epochs: 3 (TRL's default) > the 1 covered
+        (["grpo.max_steps=-1", "grpo.num_train_epochs=1"], {}, True),
+    ],
+)
 def test_finished_run_rule(tmp_path, setting, fields, finished):
     from grpo_host.cli.common import parse_sets
 

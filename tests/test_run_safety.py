@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "hf_FAKE_run_safety_token_5be07a2c"  # not a real secret: checked never to land anywhere
 
-LEAKY = '''
+LEAKY = """
 import os, sys
 import grpo_host
 
@@ -40,7 +40,7 @@ def leaky(completion, **columns):
 @grpo_host.hookimpl
 def grpo_rewards():
     return [leaky]
-'''
+"""
 
 CONFIG = """
 rewards: [format, leaky]
@@ -53,14 +53,26 @@ checkpointing: {steps: 50}
 
 @pytest.fixture
 def env(plugin_dir, tmp_path):
-    write_distribution(plugin_dir, "grpo-reward-leaky", {"grpo_reward_leaky": LEAKY}, {"leaky": "grpo_reward_leaky"})
-    return {**os.environ, "HF_TOKEN": TOKEN, "CUDA_VISIBLE_DEVICES": "",
-            "GRPO_HOST_CACHE": str(tmp_path / "cache"), "MLFLOW_TRACKING_URI": ""}
+    write_distribution(
+        plugin_dir, "grpo-reward-leaky", {"grpo_reward_leaky": LEAKY}, {"leaky": "grpo_reward_leaky"}
+    )
+    return {
+        **os.environ,
+        "HF_TOKEN": TOKEN,
+        "CUDA_VISIBLE_DEVICES": "",
+        "GRPO_HOST_CACHE": str(tmp_path / "cache"),
+        "MLFLOW_TRACKING_URI": "",
+    }
 
 
 def train(config: Path, out: Path, env, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "grpo_host", "train", str(config), "--output-dir", str(out), *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_host", "train", str(config), "--output-dir", str(out), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert TOKEN not in proc.stdout + proc.stderr, "the secret reached the console"
     return proc
 
@@ -78,7 +90,9 @@ def summary(out: Path) -> dict:
 
 
 def steps(out: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()
+    ]
 
 
 def digest(path: Path) -> str:
@@ -97,7 +111,9 @@ def test_leaked_secret_lands_nowhere_and_a_finished_run_is_left_alone(tmp_path, 
     for name in ("samples.jsonl", "report.html", "mlruns", "checkpoints", "metrics.jsonl", "run_config.yaml"):
         assert (out / name).exists(), name
     assert files_holding(out, TOKEN) == []
-    assert "401 from the judge: token *** was refused" in (out / "samples.jsonl").read_text()  # it did get there
+    assert (
+        "401 from the judge: token *** was refused" in (out / "samples.jsonl").read_text()
+    )  # it did get there
 
     model = digest(out / "model.safetensors")
     again = train(config, out, env)
@@ -106,7 +122,12 @@ def test_leaked_secret_lands_nowhere_and_a_finished_run_is_left_alone(tmp_path, 
     assert summary(out)["final_step"] == 3 and steps(out) == [1, 2, 3]
     assert digest(out / "model.safetensors") == model
 
-    quick = ("--set", "tracking=[]", "--set", "output.report=false")  # MLflow and the report were checked above
+    quick = (
+        "--set",
+        "tracking=[]",
+        "--set",
+        "output.report=false",
+    )  # MLflow and the report were checked above
     over = train(config, out, env, "--overwrite", "--set", "grpo.max_steps=2", *quick)
     assert over.returncode == 0, over.stdout[-4000:]
     assert summary(out)["final_step"] == 2 and summary(out)["resumed_from_step"] is None

@@ -38,34 +38,39 @@ def test_the_schema_knows_the_fields_and_their_types():
     fields = grpo_fields()
     assert fields["max_steps"]["types"] == ["int"]
     assert fields["learning_rate"]["types"] == ["float"]
-    assert "cosine" in fields["lr_scheduler_type"]["choices"]  # an enum | str field: its values are the choices
+    assert (
+        "cosine" in fields["lr_scheduler_type"]["choices"]
+    )  # an enum | str field: its values are the choices
     assert {"null", "str", "list"} <= set(fields["report_to"]["types"])
     assert "hidden_size" in trl_schema.builtin_model_fields()
 
 
-@pytest.mark.parametrize("name, value, taken, why", [
-    ("max_steps", 5, 5, None),
-    ("max_steps", "5", 5, None),
-    ("max_steps", 5.0, 5, None),
-    ("max_steps", 5.5, 5.5, "not a whole number"),
-    ("max_steps", -1, -1, None),
-    ("max_steps", -5, -5, "out of range"),
-    ("max_steps", 0, 0, "out of range"),
-    ("max_steps", "", "", "not a number"),
-    ("max_steps", True, True, "true/false is not allowed"),
-    ("max_steps", None, None, "null is not allowed"),
-    ("learning_rate", "1e-5", 1e-5, None),
-    ("learning_rate", 1, 1.0, None),
-    ("learning_rate", float("nan"), None, "not a finite number"),
-    ("temperature", 0.0, 0.0, "out of range"),
-    ("top_p", 1.5, 1.5, "out of range"),
-    ("lr_scheduler_type", "cosine", "cosine", None),
-    ("lr_scheduler_type", "cosin", "cosin", "not one of the choices"),
-    ("report_to", ["none"], ["none"], None),
-    ("report_to", None, None, None),
-    ("max_completion_length", None, None, None),
-    ("max_completion_length", {"a": 1}, {"a": 1}, "a mapping is not allowed"),
-])
+@pytest.mark.parametrize(
+    "name, value, taken, why",
+    [
+        ("max_steps", 5, 5, None),
+        ("max_steps", "5", 5, None),
+        ("max_steps", 5.0, 5, None),
+        ("max_steps", 5.5, 5.5, "not a whole number"),
+        ("max_steps", -1, -1, None),
+        ("max_steps", -5, -5, "out of range"),
+        ("max_steps", 0, 0, "out of range"),
+        ("max_steps", "", "", "not a number"),
+        ("max_steps", True, True, "true/false is not allowed"),
+        ("max_steps", None, None, "null is not allowed"),
+        ("learning_rate", "1e-5", 1e-5, None),
+        ("learning_rate", 1, 1.0, None),
+        ("learning_rate", float("nan"), None, "not a finite number"),
+        ("temperature", 0.0, 0.0, "out of range"),
+        ("top_p", 1.5, 1.5, "out of range"),
+        ("lr_scheduler_type", "cosine", "cosine", None),
+        ("lr_scheduler_type", "cosin", "cosin", "not one of the choices"),
+        ("report_to", ["none"], ["none"], None),
+        ("report_to", None, None, None),
+        ("max_completion_length", None, None, None),
+        ("max_completion_length", {"a": 1}, {"a": 1}, "a mapping is not allowed"),
+    ],
+)
 def test_check_value(name, value, taken, why):
     got, problem = check_value(name, value, grpo_fields()[name])
     assert problem == why
@@ -76,7 +81,9 @@ def test_check_value(name, value, taken, why):
 def test_allowed_words():
     fields = grpo_fields()
     assert trl_schema.allowed_words(fields["max_steps"], "max_steps") == (
-        "a whole number >= 1 (or -1: train for num_train_epochs instead)")
+        "a whole number >= 1 (or -1: train for num_train_epochs instead)"
+    )
     assert trl_schema.allowed_words(fields["top_p"], "top_p") == "a number > 0 and <= 1"
     assert trl_schema.allowed_words(fields["max_completion_length"], "max_completion_length") == (
-        "a whole number >= 1 (or null)")
+        "a whole number >= 1 (or null)"
+    )

@@ -49,9 +49,11 @@ def read_summary(output_dir: Path) -> dict[str, Any] | None:
 
 def finished_message(summary: dict[str, Any], output_dir: str | Path) -> str:
     final = summary.get("final_step")
-    return (f"{output_dir} holds a finished run (step {final} of max_steps {summary.get('max_steps')}); "
-            f"nothing to train. To train it further, raise grpo.max_steps (e.g. --set grpo.max_steps={2 * final}); "
-            "to start over, add --overwrite.")
+    return (
+        f"{output_dir} holds a finished run (step {final} of max_steps {summary.get('max_steps')}); "
+        f"nothing to train. To train it further, raise grpo.max_steps (e.g. --set grpo.max_steps={2 * final}); "
+        "to start over, add --overwrite."
+    )
 
 
 def forget_finished(output_dir: str | Path) -> None:

@@ -145,7 +145,8 @@ def run(config: RunConfig) -> dict[str, Any]:
     _quiet()
     output_dir = Path(config.output.dir)
     check_grpo_fields(config.grpo)  # fast, before anything heavy
-    from grpo_host.redact import configure as configure_redaction, redact
+    from grpo_host.redact import configure as configure_redaction
+    from grpo_host.redact import redact
 
     configure_redaction(config.redact_env)
     done = _finished(config, is_main)
