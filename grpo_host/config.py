@@ -55,6 +55,9 @@ HOST_OWNED_GRPO_FIELDS = {
 }
 
 
+# GRPOConfig fields that hold a secret, and the variable their library reads it from instead.
+SECRET_GRPO_FIELDS = {"hub_token": "HF_TOKEN"}
+
 _EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
@@ -223,7 +226,8 @@ class RunConfig(_Section):
     rewards: list[RewardEntry] = Field(min_length=1)
     grpo: dict[str, Any] = Field(default_factory=dict, description="Any trl.GRPOConfig field (num_generations, "
                                  "max_completion_length, beta, loss_type, scale_rewards, temperature, "
-                                 "learning_rate, max_steps, ...); checked against TRL's fields when training starts.")
+                                 "learning_rate, max_steps, ...); checked against GRPOConfig's fields, types and ranges "
+                                 "when the config is loaded.")
     peft: PeftSection = Field(default_factory=PeftSection)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)
     precision: Literal["auto", "no", "bf16", "fp16"] = Field(
@@ -548,6 +552,9 @@ def grpo_values(grpo: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             problems.append(_unknown_grpo_field(str(key), names))
             values[key] = value
             continue
+        if key in SECRET_GRPO_FIELDS and value:
+            problems.append(f"grpo.{key}: a secret in the config lands in the run's files (training_args.bin); "
+                            f"leave it out and export {SECRET_GRPO_FIELDS[key]} instead")
         spec = schema.get(key)
         if spec is None:  # a field of a newer TRL than the schema: TRL checks it when training starts
             values[key] = value
@@ -683,4 +690,19 @@ def json_schema() -> dict[str, Any]:
     schema = RunConfig.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "grpo-host run config"
+    from grpo_host import trl_schema
+
+    # Editors complete and check grpo: too; extra keys stay allowed (a newer TRL's fields).
+    json_types = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "list": "array",
+                  "dict": "object", "null": "null"}
+    fields = {}
+    for name, spec in trl_schema.grpo_fields().items():
+        if name in HOST_OWNED_GRPO_FIELDS or "any" in spec["types"]:
+            continue
+        field: dict[str, Any] = {"type": [json_types[t] for t in spec["types"]]}
+        if spec.get("choices"):
+            field["enum"] = [*spec["choices"], *([None] if "null" in spec["types"] else [])]
+            field.pop("type")
+        fields[name] = field
+    schema["properties"]["grpo"]["properties"] = fields
     return schema

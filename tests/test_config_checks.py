@@ -82,6 +82,7 @@ YAML_CASES = {
         "launch: {sagemaker: {instance_typ: ml.m5.xlarge}}",
         ("launch.sagemaker.instance_typ: unknown option",),
     ),
+    "hub-token-in-config": ("grpo: {hub_token: hf_abcdefgh}", ("grpo.hub_token: a secret", "export HF_TOKEN")),
     "tracking-params-typo": (
         "tracking: [mlflow]\ntracking_params: {mlfow: {experiment: x}}",
         ("tracking_params.mlfow:", "did you mean 'mlflow'"),
@@ -246,3 +247,12 @@ def test_rerun_of_a_finished_run_exits_0_and_touches_nothing(tmp_path):
     assert "--set grpo.max_steps=6" in proc.stdout and "--overwrite" in proc.stdout
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before  # not even run_config.yaml
     assert "--overwrite" in run_cli("train", "--help").stdout
+
+
+def test_json_schema_describes_grpo_fields_for_editors():
+    from grpo_host.config import json_schema
+
+    grpo = json_schema()["properties"]["grpo"]["properties"]
+    assert grpo["max_steps"] == {"type": ["integer"]}
+    assert "cosine" in grpo["lr_scheduler_type"]["enum"]
+    assert "output_dir" not in grpo  # set through output.dir
