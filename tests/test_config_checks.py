@@ -9,6 +9,7 @@ it accepts, and the finished-run rule.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 
@@ -18,7 +19,19 @@ from grpo_host.config import ConfigError, load_config
 from grpo_host.training.finished import finished_run
 from tests.conftest import run_cli
 
-FAST = 5.0  # seconds; a CLI start is about 0.5 s here, the model build these used to wait for about 10 s
+# The issue asks for 5 s; a refusal takes about 1 s here. The margin is for a loaded machine: what
+# proves that nothing heavy starts first is POISON, which makes importing torch, transformers or trl fail.
+FAST = 10.0
+POISON = {name: "raise ImportError('imported before the config was refused')\n" for name in ("torch", "transformers", "trl")}
+
+
+@pytest.fixture(scope="module")
+def poison_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("poison")
+    for name, code in POISON.items():
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text(code)
+    return root
 
 
 def write(tmp_path, text: str, name: str = "run.yaml"):
@@ -27,12 +40,22 @@ def write(tmp_path, text: str, name: str = "run.yaml"):
     return path
 
 
+_POISON_DIR: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _poisoned(poison_dir):
+    _POISON_DIR[:] = [str(poison_dir)]
+
+
 def refused_fast(*args: str, expect: tuple[str, ...]) -> str:
+    path = os.pathsep.join([*_POISON_DIR, os.environ.get("PYTHONPATH", "")])
     started = time.monotonic()
-    proc = run_cli(*args, env={"CUDA_VISIBLE_DEVICES": ""})
+    proc = run_cli(*args, env={"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": path})
     took = time.monotonic() - started
     assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr + proc.stdout
+    assert "imported before the config was refused" not in proc.stderr
     for text in expect:
         assert text in proc.stderr, (text, proc.stderr)
     assert took < FAST, f"took {took:.1f} s"
