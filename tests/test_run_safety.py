@@ -121,6 +121,17 @@ def test_leaked_secret_lands_nowhere_and_a_finished_run_is_left_alone(tmp_path, 
     assert "holds a finished run (step 3 of max_steps 3)" in again.stdout and "--overwrite" in again.stdout
     assert summary(out)["final_step"] == 3 and steps(out) == [1, 2, 3]
     assert digest(out / "model.safetensors") == model
+    # The worker launched by hand (or by a job) on the same dir: the same rule, before anything is built.
+    worker = subprocess.run(
+        [sys.executable, "-m", "grpo_host.training.worker", "--config", str(out / "run_config.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert "holds a finished run" in worker.stdout + worker.stderr
+    assert digest(out / "model.safetensors") == model and summary(out)["final_step"] == 3
 
     quick = (
         "--set",

@@ -26,7 +26,9 @@ def fail_cleanly() -> Iterator[None]:
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    from grpo_host.redact import redact
+
+    click.echo(redact(json.dumps(data, indent=2, default=str)))
 
 
 def parse_value(text: str) -> Any:
