@@ -356,6 +356,10 @@ def write_report(output_dir: str | Path) -> dict[str, Path]:
     summary = _read_json(output_dir / "run.json", {})
     if not summary:
         summary = {"run_name": output_dir.name}
+    from grpo_host.redact import redact
+
+    # Before the page escapes them: a report is shared, a secret in a reward's error is not.
+    records, samples, provenance, summary = redact((records, samples, provenance, summary))
     data = ReportInput(records, samples, provenance, summary)
     paths = {"html": output_dir / REPORT_FILE}
     if records:
