@@ -254,7 +254,8 @@ def wait_gone(pids, within=5.0) -> list[int]:
 def test_samples_slower_than_the_flush_interval_score_exactly_batch_after_batch(manager):
     # The reported crash: 1.5 s samples, three at a time, through load_reward. 1.1 s crosses the
     # worker's one-second flush as well; the second batch must not see the first one's replies.
-    reward = load_reward("slow", timeout=20)
+    # The test's own manager: the process-wide one may predate this test's plugin folder.
+    reward = load_rewards([("slow", {"timeout": 20})], manager=manager)[0]
     try:
         for batch in (["1:1.1", "2:1.1", "3:1.1"], ["4:0", "5:1.1", "6:0"], ["7:0"] * 3):
             assert reward(prompts=["p"] * 3, completions=batch) == [float(c.split(":")[0]) for c in batch]
