@@ -15,7 +15,7 @@ import pytest
 
 from grpo_host.manager import PluginManager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, default_memory_mb, prepare_samples
-from grpo_host.rewards.trl_adapter import load_reward, load_rewards
+from grpo_host.rewards.trl_adapter import load_rewards
 
 from .conftest import run_cli, write_distribution
 
