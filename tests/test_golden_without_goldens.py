@@ -63,6 +63,19 @@ NAMES = ("nogold-liar", "nogold-liar-unranged", "nogold-honest", "nogold-picky",
 
 @pytest.fixture
 def rewards(plugin_dir, monkeypatch):
+    install_nogold(plugin_dir, monkeypatch)
+    manager = PluginManager()
+    return {name: manager.get_reward(name) for name in NAMES}
+
+
+def checks_of(spec) -> dict[tuple[str, str], object]:
+    with RewardHarness(spec) as harness:
+        return {(c.kind, c.name): c for c in harness.run_checks()}
+
+
+
+def install_nogold(plugin_dir, monkeypatch):
+    """The rewards without goldens, installed alone, with a trust store of their own."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(plugin_dir.parent / "cache"))
     monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", "grpo-reward-nogold")
     (plugin_dir / "grpo_reward_nogold").mkdir()
@@ -73,13 +86,6 @@ def rewards(plugin_dir, monkeypatch):
         {"nogold": "grpo_reward_nogold"},
     )
     importlib.invalidate_caches()
-    manager = PluginManager()
-    return {name: manager.get_reward(name) for name in NAMES}
-
-
-def checks_of(spec) -> dict[tuple[str, str], object]:
-    with RewardHarness(spec) as harness:
-        return {(c.kind, c.name): c for c in harness.run_checks()}
 
 
 def test_a_liar_without_goldens_is_caught_by_its_declared_range(rewards):
@@ -149,16 +155,7 @@ def test_test_rewards_cli_without_goldens(rewards):
 
 
 def test_pytest_plugin_without_goldens(pytester, plugin_dir, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(plugin_dir.parent / "cache"))
-    monkeypatch.setenv("GRPO_HOST_LOAD_PLUGINS", "grpo-reward-nogold")
-    (plugin_dir / "grpo_reward_nogold").mkdir()
-    write_distribution(
-        plugin_dir,
-        "grpo-reward-nogold",
-        {"grpo_reward_nogold/__init__": REWARDS},
-        {"nogold": "grpo_reward_nogold"},
-    )
-    importlib.invalidate_caches()
+    install_nogold(plugin_dir, monkeypatch)
     pytester.makefile(".yaml", **{"grpo-golden": "rewards: [nogold-liar]\n"})
     result = pytester.runpytest_subprocess("-rf", "-p", "no:cacheprovider")
     out = result.stdout.str()
