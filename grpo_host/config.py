@@ -2,9 +2,11 @@
 
 A run is described by sections (model, data, rewards, grpo, peft, quantization, precision,
 checkpointing, eval, output, backend, ...). Every section rejects unknown keys with a
-did-you-mean; ``grpo`` passes through to TRL's ``GRPOConfig`` and is checked against its
-fields when training starts (``check_grpo_fields``), not when the config is loaded, so that
-loading, ``--print-config`` and ``--schema`` never import torch, transformers or trl.
+did-you-mean, the free-form ones too (``model.builtin`` against Qwen2Config's fields,
+``data.builtin``, ``launch``, ``tracking_params``). ``grpo`` passes through to TRL's
+``GRPOConfig`` and is checked when the config is loaded against its fields' names, types,
+choices and ranges, read from a schema shipped with the host (``grpo_host.trl_schema``), so
+that loading, ``--print-config`` and ``--schema`` never import torch, transformers or trl.
 
 A config error names the field, the bad value and what is allowed::
 
@@ -52,6 +54,9 @@ HOST_OWNED_GRPO_FIELDS = {
     "trust_remote_code": "model.trust_remote_code",
 }
 
+
+# GRPOConfig fields that hold a secret, and the variable their library reads it from instead.
+SECRET_GRPO_FIELDS = {"hub_token": "HF_TOKEN"}
 
 _EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
@@ -117,8 +122,11 @@ class RewardEntry(_Section):
     """One reward of the run. A plain string in the list means ``{name: ...}``."""
 
     name: str
-    weight: float = 1.0
-    timeout: float | None = Field(None, gt=0)
+    weight: float = Field(1.0, allow_inf_nan=False, description="A finite number; its scores are "
+                          "multiplied by it in the sum the policy learns from.")
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
+    memory_mb: int | None = Field(None, ge=0, description="Memory cap per reward worker in MB (0: none; "
+                                  "default: half the machine's memory shared by the workers, 1-4 GiB).")
     params: dict[str, Any] = Field(default_factory=dict)
     alias: str | None = Field(None, description="The name its metrics are logged under (to use a reward twice).")
 
@@ -131,6 +139,8 @@ class RewardEntry(_Section):
         item: dict[str, Any] = {"name": self.name, "params": dict(self.params), "weight": self.weight}
         if self.timeout is not None:
             item["timeout"] = self.timeout
+        if self.memory_mb is not None:
+            item["memory_mb"] = self.memory_mb
         if self.alias:
             item["alias"] = self.alias
         return item
@@ -232,7 +242,8 @@ class RunConfig(_Section):
     rewards: list[RewardEntry] = Field(min_length=1)
     grpo: dict[str, Any] = Field(default_factory=dict, description="Any trl.GRPOConfig field (num_generations, "
                                  "max_completion_length, beta, loss_type, scale_rewards, temperature, "
-                                 "learning_rate, max_steps, ...); checked against TRL's fields when training starts.")
+                                 "learning_rate, max_steps, ...); checked against GRPOConfig's fields, types and ranges "
+                                 "when the config is loaded.")
     peft: PeftSection = Field(default_factory=PeftSection)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)
     precision: Literal["auto", "no", "bf16", "fp16"] = Field(
@@ -257,6 +268,9 @@ class RunConfig(_Section):
                                        "available; 0 scores in the training process).")
     launch: dict[str, Any] = Field(default_factory=dict, description="Options of `grpo-host launch TARGET` "
                                    "(e.g. launch.sagemaker: instance_type, ...); training does not read them.")
+    redact_env: list[str] = Field(default_factory=list, description="More environment variables (names or "
+                                  "glob patterns) whose values are replaced by *** in everything the run writes "
+                                  "or prints; names with TOKEN, SECRET, PASSWORD, KEY or CREDENTIAL always are.")
 
     @field_validator("rewards", mode="before")
     @classmethod
@@ -281,7 +295,8 @@ class RunConfig(_Section):
             if key in HOST_OWNED_GRPO_FIELDS:
                 raise ValueError(f"{key!r} is set through {HOST_OWNED_GRPO_FIELDS[key]}, not grpo.{key}")
         # YAML 1.1 (PyYAML) reads `1e-5` as a string; every GRPOConfig field written so means a number.
-        return {k: float(v) if isinstance(v, str) and _EXPONENT.match(v.strip()) else v for k, v in value.items()}
+        value = {k: float(v) if isinstance(v, str) and _EXPONENT.match(v.strip()) else v for k, v in value.items()}
+        return grpo_values(value)[0]  # as GRPOConfig takes them; what is wrong is told by free_form_problems
 
     @model_validator(mode="after")
     def _cross(self) -> RunConfig:
@@ -359,10 +374,22 @@ def load_resolved(path: str | Path) -> RunConfig:
 
 
 def validate_config(raw: Mapping[str, Any], source: str = "the config") -> RunConfig:
+    """The config, or one ConfigError listing every problem: the sections' own fields, the
+    ``grpo`` pass-through and the free-form mappings (``model.builtin``, ...)."""
+    problems = free_form_problems(raw)
     try:
-        return RunConfig.model_validate(dict(raw))
+        config = RunConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, raw)) from None
+        lines = [_describe(err, raw) for err in exc.errors(include_url=False)]
+        raise ConfigError(_problems_text(source, lines + problems)) from None
+    if problems:
+        raise ConfigError(_problems_text(source, problems))
+    return config
+
+
+def _problems_text(source: str, lines: Sequence[str]) -> str:
+    head = f"config error in {source}: " if len(lines) == 1 else f"config errors in {source}:\n  "
+    return head + "\n  ".join(lines)
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -404,9 +431,7 @@ def _merge_rewards(entries: list[Any], overrides: Mapping[str, Any]) -> list[Any
 
 # -- error messages ------------------------------------------------------------------------------
 def format_validation_error(exc: ValidationError, source: str, raw: Mapping[str, Any]) -> str:
-    lines = [_describe(err, raw) for err in exc.errors(include_url=False)]
-    head = f"config error in {source}: " if len(lines) == 1 else f"config errors in {source}:\n  "
-    return head + "\n  ".join(lines)
+    return _problems_text(source, [_describe(err, raw) for err in exc.errors(include_url=False)])
 
 
 def _describe(err: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
@@ -527,6 +552,123 @@ def grpo_field_names() -> frozenset[str] | None:
     return frozenset(names) if "num_generations" in names else None
 
 
+def grpo_values(grpo: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``grpo`` with each value as GRPOConfig takes it (``'5'`` -> 5 for a whole-number field),
+    and a line per problem: an unknown field, a wrong type, a value out of range or not a choice."""
+    from grpo_host import trl_schema
+
+    schema = trl_schema.grpo_fields()
+    names = grpo_field_names() or frozenset(schema)  # the installed TRL's own names when found
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in grpo.items():
+        if key in HOST_OWNED_GRPO_FIELDS:
+            values[key] = value  # refused by RunConfig's validator, which names the section to use
+            continue
+        if key not in names:
+            problems.append(_unknown_grpo_field(str(key), names))
+            values[key] = value
+            continue
+        if key in SECRET_GRPO_FIELDS and value:
+            problems.append(f"grpo.{key}: a secret in the config lands in the run's files (training_args.bin); "
+                            f"leave it out and export {SECRET_GRPO_FIELDS[key]} instead")
+        spec = schema.get(key)
+        if spec is None:  # a field of a newer TRL than the schema: TRL checks it when training starts
+            values[key] = value
+            continue
+        taken, why = trl_schema.check_value(key, value, spec)
+        if why:
+            shown = taken if isinstance(value, str) and not isinstance(taken, str) else value  # '-1e-5' read as text
+            close = did_you_mean(value, spec.get("choices") or []) if isinstance(value, str) else ""
+            problems.append(f"grpo.{key}: {shown!r} is not valid ({why}){close}; allowed: "
+                            f"{trl_schema.allowed_words(spec, key)}")
+        values[key] = taken
+    return values, problems
+
+
+def _unknown_grpo_field(key: str, fields: Sequence[str] | frozenset[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return (f"grpo.{key}: unknown GRPOConfig field{hint}; grpo takes any field of trl.GRPOConfig "
+            f"(see `python -c \"import trl; help(trl.GRPOConfig)\"`)")
+
+
+# -- the free-form mappings ----------------------------------------------------------------------
+# model.builtin keys the host reads itself; Qwen2Config's token ids come from the tokenizer.
+BUILTIN_MODEL_HOST_KEYS = ("tokenizer_vocab_size", "seed")
+BUILTIN_MODEL_SET_BY_HOST = ("bos_token_id", "eos_token_id", "pad_token_id")
+LAUNCH_TARGETS = ("sagemaker",)
+
+
+def free_form_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Problems in the mappings a pydantic model cannot type: ``grpo``, ``model.builtin``,
+    ``data.builtin``, ``launch`` and ``tracking_params``, each named with a did-you-mean."""
+    problems: list[str] = []
+    grpo = raw.get("grpo")
+    if isinstance(grpo, Mapping):
+        problems += grpo_values(grpo)[1]
+    model = raw.get("model")
+    builtin = model.get("builtin") if isinstance(model, Mapping) else None
+    if isinstance(builtin, Mapping):
+        problems += _builtin_model_problems(builtin)
+    data = raw.get("data")
+    data_builtin = data.get("builtin") if isinstance(data, Mapping) else None
+    if isinstance(data_builtin, Mapping):
+        import inspect
+
+        from grpo_host.training.builtin import arithmetic_rows
+
+        allowed = [p for p in inspect.signature(arithmetic_rows).parameters]
+        problems += [_unknown_key("data.builtin", str(k), allowed) for k in data_builtin if k not in allowed]
+    launch = raw.get("launch")
+    if isinstance(launch, Mapping):
+        problems += [_unknown_key("launch", str(k), LAUNCH_TARGETS) for k in launch if k not in LAUNCH_TARGETS]
+        if isinstance(launch.get("sagemaker"), Mapping):
+            from grpo_host.sagemaker.options import LaunchOptionsError, resolve_options
+
+            try:
+                resolve_options(launch["sagemaker"], {})
+            except LaunchOptionsError as exc:
+                problems.append(str(exc))
+    tracking, params = raw.get("tracking"), raw.get("tracking_params")
+    if isinstance(params, Mapping) and isinstance(tracking, list) and tracking:
+        names = [str(t) for t in tracking]
+        for key in params:
+            if key not in names:
+                problems.append(f"tracking_params.{key}: {key!r} is not a tracker of the run; tracking: "
+                                f"{', '.join(names)}{did_you_mean(str(key), names)}")
+    return problems
+
+
+def _builtin_model_problems(builtin: Mapping[str, Any]) -> list[str]:
+    from grpo_host import trl_schema
+
+    fields = trl_schema.builtin_model_fields()
+    allowed = [*BUILTIN_MODEL_HOST_KEYS, *(k for k in fields if k not in BUILTIN_MODEL_SET_BY_HOST)]
+    problems = []
+    for key, value in builtin.items():
+        if key in BUILTIN_MODEL_SET_BY_HOST:
+            problems.append(f"model.builtin.{key}: set by the host from the built-in tokenizer; leave it out")
+        elif key in BUILTIN_MODEL_HOST_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"model.builtin.{key}: {value!r} is not valid; allowed: a whole number >= 1")
+        elif key not in fields:
+            problems.append(_unknown_key("model.builtin", str(key), allowed, "(Qwen2Config fields and "
+                                         "tokenizer_vocab_size, seed)"))
+        else:
+            _, why = trl_schema.check_value(f"model.builtin.{key}", value, fields[key])
+            if why:
+                problems.append(f"model.builtin.{key}: {value!r} is not valid ({why}); allowed: "
+                                f"{trl_schema.allowed_words(fields[key])}")
+    return problems
+
+
+def _unknown_key(section: str, key: str, allowed: Sequence[str], what: str = "") -> str:
+    close = did_you_mean(key, allowed)
+    listed = ", ".join(allowed) if len(allowed) <= 12 else ", ".join(list(allowed)[:12]) + ", ..."
+    return f"{section}.{key}: unknown field {key!r}{close}; allowed: {listed}{f' {what}' if what else ''}"
+
+
 def check_grpo_fields(grpo: Mapping[str, Any], fields: Sequence[str] | frozenset[str] | None = None) -> None:
     """Refuse keys of ``grpo`` that GRPOConfig does not have, with a did-you-mean."""
     fields = grpo_field_names() if fields is None else fields
@@ -565,4 +707,19 @@ def json_schema() -> dict[str, Any]:
     schema = RunConfig.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "grpo-host run config"
+    from grpo_host import trl_schema
+
+    # Editors complete and check grpo: too; extra keys stay allowed (a newer TRL's fields).
+    json_types = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "list": "array",
+                  "dict": "object", "null": "null"}
+    fields = {}
+    for name, spec in trl_schema.grpo_fields().items():
+        if name in HOST_OWNED_GRPO_FIELDS or "any" in spec["types"]:
+            continue
+        field: dict[str, Any] = {"type": [json_types[t] for t in spec["types"]]}
+        if spec.get("choices"):
+            field["enum"] = [*spec["choices"], *([None] if "null" in spec["types"] else [])]
+            field.pop("type")
+        fields[name] = field
+    schema["properties"]["grpo"]["properties"] = fields
     return schema

@@ -429,6 +429,12 @@ def write_report(output_dir: str | Path) -> dict[str, Path]:
     if isinstance(warmup, dict):
         summary = {**summary, "warmup": warmup}
     comparison = read_jsonl(output_dir / "comparison.jsonl")
+    from grpo_host.redact import redact
+
+    # Before the page escapes them: a report is shared, a secret in a reward's error is not.
+    records, samples, provenance, summary, comparison = redact(
+        (records, samples, provenance, summary, comparison)
+    )
     data = ReportInput(records, samples, provenance, summary, comparison)
     paths = {"html": output_dir / REPORT_FILE}
     if records:

@@ -39,11 +39,17 @@ class TrackerSet:
         return [_name(t) for t in self.trackers]
 
     def start(self, run_info: Mapping[str, Any]) -> None:
+        from grpo_host.redact import redact_settings
+
+        run_info = redact_settings(run_info)  # params and tags leave the run: no secrets in them
         for tracker in self.trackers:
             tracker.start(run_info)  # errors here are configuration errors: let them stop the run
             self._started.append(tracker)
 
     def log_metrics(self, step: int, metrics: Mapping[str, Any]) -> None:
+        from grpo_host.redact import redact
+
+        metrics = redact(metrics)
         for tracker in list(self._started):
             try:
                 tracker.log_metrics(step, metrics)

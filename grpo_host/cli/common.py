@@ -19,12 +19,16 @@ def fail_cleanly() -> Iterator[None]:
     try:
         yield
     except GrpoHostError as exc:
-        click.echo(f"error: {exc}", err=True)
+        from grpo_host.redact import redact
+
+        click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(2)
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    from grpo_host.redact import redact
+
+    click.echo(redact(json.dumps(data, indent=2, default=str)))
 
 
 def parse_value(text: str) -> Any:

@@ -9,16 +9,24 @@ from grpo_host.cli.common import console, echo_json
 
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_cmd(as_json: bool) -> None:
-    """List installed plugins: version, status, errors, what each registered."""
+@click.option("--recheck", is_flag=True, help="Try every plugin in a child process first, even trusted or "
+              "quarantined ones (a plugin that kills its process is listed as broken with the reason).")
+def plugins_cmd(as_json: bool, recheck: bool) -> None:
+    """List installed plugins: version, status, errors, what each registered.
+
+    A plugin new or changed since the last start is tried in a child process before it is
+    imported here, so a plugin that exits, crashes or hangs at import is listed as broken.
+    """
     from grpo_host.manager import get_plugin_manager
 
-    manager = get_plugin_manager()
+    manager = get_plugin_manager(recheck=recheck)
     conflicts = [
-        {"kind": kind, "name": name, "plugins": owners} for (kind, name), owners in sorted(manager.conflicts.items())
+        {"kind": kind, "name": name, "plugins": owners, "message": manager.conflict_message(kind, name)}
+        for (kind, name), owners in sorted(manager.conflicts.items())
     ]
     if as_json:
-        echo_json({"plugins": [p.to_json() for p in manager.plugins], "conflicts": conflicts})
+        echo_json({"plugins": [p.to_json() for p in manager.plugins], "conflicts": conflicts,
+                   "warnings": manager.warnings})
         return
     from rich.table import Table
 
@@ -34,7 +42,8 @@ def plugins_cmd(as_json: bool) -> None:
     out = console()
     out.print(table)
     for c in conflicts:
-        out.print(f"[red]conflict:[/] {c['kind']} {c['name']!r} is claimed by {' and '.join(c['plugins'])}")
+        out.print("[red]conflict:[/]", end=" ")
+        out.print(c["message"], markup=False, highlight=False)
 
 
 @click.command("rewards")

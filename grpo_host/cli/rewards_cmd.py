@@ -187,7 +187,9 @@ def test_rewards_cmd(names: tuple[str, ...], as_json: bool, kinds: tuple[str, ..
     from grpo_host.golden.harness import CHECK_KINDS, RewardHarness, select_rewards
     from grpo_host.manager import get_plugin_manager
 
-    specs, problems = select_rewards(get_plugin_manager(), list(names))
+    # Every plugin is tried in a child first: the suite must report a plugin that kills its
+    # process, not die with it.
+    specs, problems = select_rewards(get_plugin_manager(recheck=True), list(names))
     reports = []
     out = console(stderr=True)
     for spec in specs:

@@ -24,9 +24,15 @@ from grpo_host.cli.common import console, parse_sets
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--print-command", is_flag=True, help="Check the run and print the command the backend would run.")
 @click.option("--schema", is_flag=True, help="Print the config's JSON schema (for editors) and exit.")
+@click.option("--overwrite", is_flag=True, help="Start over when the output dir holds a run: its checkpoints, "
+              "metrics and model are replaced (without it a finished run is left as it is, and a crashed one resumes).")
 def train_cmd(config: str | None, output_dir: str | None, backend: str | None, sets: tuple[str, ...],
-              print_config: bool, print_command: bool, schema: bool) -> None:
-    """Train with GRPO; with no CONFIG, the embedded default (a tiny model on CPU)."""
+              print_config: bool, print_command: bool, schema: bool, overwrite: bool) -> None:
+    """Train with GRPO; with no CONFIG, the embedded default (a tiny model on CPU).
+
+    Rerunning the same command resumes a crashed run from its last checkpoint and leaves a
+    finished one as it is; raise grpo.max_steps to train it further, or add --overwrite.
+    """
     from grpo_host.config import json_schema, load_config
 
     if schema:
@@ -38,13 +44,28 @@ def train_cmd(config: str | None, output_dir: str | None, backend: str | None, s
     # Inside a SageMaker job ({} elsewhere): its model/output/channel paths and hyperparameters.
     overrides = apply_overrides(prepare_job(config, backend), parse_sets(sets))
     run_config = load_config(config, overrides, output_dir=output_dir, backend=backend)
+    from grpo_host import redact
+
+    redact.configure(run_config.redact_env)
+    from grpo_host.training.launch import ProgressView, check_run, closing_message, prepare, run_prepared
+
     if print_config:
-        click.echo(run_config.to_yaml(), nl=False)
+        check_run(run_config)  # what train would refuse, --print-config refuses too
+        click.echo(redact.redact(run_config.to_yaml()), nl=False)
         return
+    from grpo_host.training.finished import finished_message, finished_run, forget_finished
 
-    from grpo_host.training.launch import ProgressView, closing_message, prepare, run_prepared
-
+    if overwrite:
+        run_config.checkpointing.resume = False
+    else:
+        done = finished_run(run_config)
+        if done is not None:
+            check_run(run_config)
+            click.echo(finished_message(done, run_config.output.dir))
+            return
     prepared = prepare(run_config, write=not print_command)
+    if overwrite and not print_command:
+        forget_finished(run_config.output.dir)
     if print_command:
         import shlex
 

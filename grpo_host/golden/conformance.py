@@ -17,7 +17,10 @@ The checks (each one test item; see docs/reward-testing.md):
 
 The batch is the golden cases that share the honest baseline's params (cases that expect a
 timeout are left out: they would only slow every check down) plus the odd inputs above, built
-on the baseline's prompt and columns so that a reward that needs ``answer`` gets one.
+on the baseline's prompt and columns so that a reward that needs ``answer`` gets one. A reward
+with no scored golden case is checked on a guessed baseline (a ``<think>``/``<answer>``
+completion, the gold ``4`` in ``answer`` and every column it requires); when the reward cannot
+score the guess, the input checks are skipped rather than blamed on the wrong thing.
 Timeouts are load-dependent, so a sample that timed out in either run is not compared.
 """
 
@@ -99,22 +102,28 @@ def run_conformance(harness: RewardHarness) -> dict[str, CheckResult]:
     name = spec.name
     results = {"no-torch-on-import": import_check(spec)}
     golden = harness.golden
-    baseline = harness.baseline()
-    if baseline is None:
-        # Without a scored golden case there is no honest input to build on, nor columns (a
-        # reward may read `answer` through a param): checks built on guesses would mislead.
-        reason = "needs a golden case with an expected score: its completion, prompt and columns are the inputs' base"
-        for check in CHECKS[:-1]:
-            results[check] = CheckResult(name, "conformance", check, "skipped", reason)
-        return _ordered(results)
-
+    baseline = harness.checks_baseline()
     params, columns, text = baseline.params, baseline.columns, baseline.text
-    same_params = [c for c in golden.cases if c.params == params and c.expected_outcome != "timeout"]
+    same_params = [c for c in (golden.cases if golden else [])
+                   if c.params == params and c.expected_outcome != "timeout"]
     inputs = [Input(f"golden:{c.id}", None, c.completion_value(), c.sample_columns()) for c in same_params]
+    if baseline.guessed:
+        inputs.append(Input("guessed-answer", None, text, dict(columns)))
     inputs += odd_inputs(text, columns.get("prompt"), columns)
     samples = golden_samples(same_params) + _samples(inputs[len(same_params):])
 
     first = harness.score(samples, params)
+    if baseline.guessed:
+        guessed = first[len(same_params)]
+        if guessed.outcome in ("error", "timeout"):
+            # The inputs are built on the guess: a reward that cannot score it needs other
+            # columns or another format, and every check below would blame the wrong thing.
+            reason = (f"the reward gave {describe_result(guessed)} on {baseline.described}, which the inputs "
+                      "are built on; write golden cases so that the checks use the reward's real inputs")
+            for check in CHECKS[:-1]:
+                results[check] = CheckResult(name, "conformance", check, "skipped", reason)
+            return _ordered(results)
+
     again = harness.score(samples, params)
     order = list(range(len(samples)))
     random.Random(0).shuffle(order)
@@ -125,7 +134,6 @@ def run_conformance(harness: RewardHarness) -> dict[str, CheckResult]:
     for position, index in enumerate(order):
         by_position[index] = shuffled[position]
     alone = [harness.score([sample], params)[0] for sample in samples]
-
     results["one-score-per-sample"] = _one_score(name, inputs, first, len(samples))
     results["finite-or-none"] = _finite(harness, inputs, first)
     results["deterministic"] = _compare(name, "deterministic", inputs, first, again, "scored again")
@@ -134,6 +142,10 @@ def run_conformance(harness: RewardHarness) -> dict[str, CheckResult]:
     for check in CHECKS:
         if check.startswith("survives-"):
             results[check] = _survives(name, check, inputs, first)
+    if baseline.guessed:
+        for result in results.values():
+            if result.name != "no-torch-on-import":
+                result.data["inputs"] = "guessed: the reward has no scored golden case"
     return _ordered(results)
 
 

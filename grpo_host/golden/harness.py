@@ -173,15 +173,31 @@ def params_key(params: Mapping[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=repr)
 
 
+# What the checks build on when a reward has no scored golden case: a plausible answer in the
+# usual format, with the gold in every column the reward requires (and in `answer`).
+GUESSED_PROMPT = "What is 2 + 2? Think, then give the answer in <answer></answer>."
+GUESSED_TEXT = "<think>2 + 2 = 4</think>\n<answer>4</answer>"
+GUESSED_GOLD = "4"
+
+
 @dataclass
 class Baseline:
-    """The honest input probes are measured against: a golden case with the top expected score."""
+    """The honest input probes are measured against: a golden case with the top expected score,
+    or (``guessed``) an input the harness made up because the reward has none."""
 
-    case: GoldenCase
+    case: GoldenCase | None
     params: dict[str, Any]
     columns: dict[str, Any]
     text: str
     honest: list[GoldenResult]  # the top-scoring cases that share its params, as scored
+    guessed: bool = False
+
+    @property
+    def described(self) -> str:
+        if not self.guessed:
+            return f"golden case {self.case.id!r}"
+        columns = ", ".join(f"{k}={v!r}" for k, v in self.columns.items() if k != "prompt")
+        return f"a guessed input (completion {self.text!r}, {columns})"
 
 
 class RewardHarness:
@@ -270,6 +286,16 @@ class RewardHarness:
         honest = [results[c.id] for c in tied if params_key(c.params) == params_key(case.params)]
         return Baseline(case, dict(case.params), case.sample_columns(), case.completion_text(), honest)
 
+    def checks_baseline(self) -> Baseline:
+        """The baseline conformance checks and probes build on: :meth:`baseline`, else a
+        guessed one, so that a reward with no golden file (or no scored case) is still checked."""
+        found = self.baseline()
+        if found is not None:
+            return found
+        columns: dict[str, Any] = {"prompt": GUESSED_PROMPT, "answer": GUESSED_GOLD}
+        columns.update({c: GUESSED_GOLD for c in self.spec.columns if c != "prompt"})
+        return Baseline(None, {}, columns, GUESSED_TEXT, [], guessed=True)
+
     def conformance(self) -> dict[str, CheckResult]:
         if self._conformance is None:
             from grpo_host.golden.conformance import run_conformance
@@ -295,7 +321,10 @@ class RewardHarness:
         checks: list[CheckResult] = []
         if "golden" in kinds:
             if golden is None:
-                checks.append(CheckResult(name, "setup", "golden-file", "failed", self.missing_golden_message()))
+                message = self.missing_golden_message()
+                if {"conformance", "probes"} & kinds:
+                    message += "; the conformance checks and probes ran on a guessed input meanwhile"
+                checks.append(CheckResult(name, "setup", "golden-file", "failed", message))
             checks += [r.to_check(name) for r in self.golden_results().values()]
         if "conformance" in kinds:
             checks += list(self.conformance().values())
@@ -344,8 +373,7 @@ def select_rewards(manager: Any, names: Sequence[str] | None) -> tuple[list[Rewa
         CheckResult(p.name, "setup", "plugin-loads", "failed", f"plugin {p.name} {p.version} did not load: {p.error}")
         for p in manager.plugins if p.status == "broken"
     ]
-    for (kind, reward), owners in sorted(manager.conflicts.items()):
+    for (kind, reward), _owners in sorted(manager.conflicts.items()):
         if kind == "reward":
-            problems.append(CheckResult(reward, "setup", "unique-name", "failed",
-                                        f"reward {reward!r} is claimed by {' and '.join(owners)}; uninstall one"))
+            problems.append(CheckResult(reward, "setup", "unique-name", "failed", manager.conflict_message(kind, reward)))
     return sorted(manager.rewards.values(), key=lambda s: s.name), problems

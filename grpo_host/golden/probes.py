@@ -11,6 +11,11 @@ earns nothing and does not count. A flagged probe fails unless the reward declar
 ``@grpo_host.reward(..., intended_probes={"padding": "length is all this reward measures"})``;
 the reason is shown in every report.
 
+Without an honest baseline (no golden file, no scored golden case, or one that did not score),
+the probes run on a guessed baseline (see ``RewardHarness.checks_baseline``) and a probe is
+flagged when it gets full marks by the reward's declared ``score_range``, or, with no range
+declared, the best score any probe input reached (when the inputs' scores differ at all).
+
 The probes (each builds its variants from the baseline; ``ANSWER`` is the gold answer, read
 from the reward's answer column):
 
@@ -332,13 +337,24 @@ def context_for(harness: RewardHarness, baseline: Baseline) -> ProbeContext:
 
 
 # -- running -----------------------------------------------------------------------------------
+@dataclass
+class Bar:
+    """What a probe must stay below: the best honest score, or without an honest baseline the
+    top of the declared ``score_range``, or the best score any input reached."""
+
+    value: float
+    kind: str  # honest | score_range | best-input
+    text: str  # "at least the 1 of the best honest input (golden case 'right')"
+    short: str  # "honest 1"
+
+
 def run_probes(harness: RewardHarness) -> dict[str, CheckResult]:
     spec = harness.spec
     results: dict[str, CheckResult] = {}
     unknown = [n for n in spec.intended_probes if n not in PROBE_NAMES]
-    baseline = harness.baseline()
-    if baseline is None:
-        reason = "needs a golden case with an expected score to use as the honest baseline"
+    baseline = harness.checks_baseline()
+
+    def skip_all(reason: str) -> dict[str, CheckResult]:
         for probe in PROBES:
             results[probe.name] = CheckResult(spec.name, "probe", probe.name, "skipped", reason)
         return _with_declarations(spec, results, unknown)
@@ -346,6 +362,8 @@ def run_probes(harness: RewardHarness) -> dict[str, CheckResult]:
     ctx = context_for(harness, baseline)
     built = {p.name: p.build(ctx) for p in PROBES}
     rows: list[tuple[str, str, Any]] = [("honest", "chat", [{"role": "assistant", "content": ctx.text}])]
+    if baseline.guessed:
+        rows.append(("honest", "guessed-answer", ctx.text))
     for name, variants in built.items():
         if not isinstance(variants, str):
             rows += [(name, label, completion) for label, completion in variants]
@@ -356,15 +374,20 @@ def run_probes(harness: RewardHarness) -> dict[str, CheckResult]:
     scored = harness.score(samples, baseline.params)
 
     honest = [(f"golden case {r.case.id!r}", r.score) for r in baseline.honest if r.outcome == "ok"]
-    honest += [("the baseline as chat messages", r.score) for (kind, _, _), r in zip(rows, scored, strict=True)
-               if kind == "honest" and r.outcome == "ok"]
-    if not honest:
-        shown = ", ".join(f"{r.case.id}: {r.describe_actual()}" for r in baseline.honest)
-        reason = f"the honest baseline did not score ({shown}); fix its golden case first"
-        for probe in PROBES:
-            results[probe.name] = CheckResult(spec.name, "probe", probe.name, "skipped", reason)
-        return _with_declarations(spec, results, unknown)
-    honest_source, honest_best = max(honest, key=lambda h: h[1])
+    if not baseline.guessed:
+        honest += [("the baseline as chat messages", r.score) for (kind, _, _), r in zip(rows, scored, strict=True)
+                   if kind == "honest" and r.outcome == "ok"]
+    if honest:
+        honest_source, honest_best = max(honest, key=lambda h: h[1])
+        bar = Bar(honest_best, "honest", f"at least the {honest_best:.6g} of the best honest input ({honest_source})",
+                  f"honest {honest_best:.6g}")
+    else:
+        why = ("the reward has no scored golden case" if baseline.guessed else
+               "the honest baseline did not score (" + ", ".join(
+                   f"{r.case.id}: {r.describe_actual()}" for r in baseline.honest) + "); fix its golden case")
+        bar = _fallback_bar(spec, [r for r in scored if r.outcome == "ok"], why)
+        if isinstance(bar, str):
+            return skip_all(bar)
 
     for probe in PROBES:
         variants = built[probe.name]
@@ -373,24 +396,43 @@ def run_probes(harness: RewardHarness) -> dict[str, CheckResult]:
             continue
         mine = [(label, completion, r) for (kind, label, completion), r in zip(rows, scored, strict=True)
                 if kind == probe.name]
-        results[probe.name] = _verdict(spec, probe, mine, honest_best, honest_source, ctx)
+        results[probe.name] = _verdict(spec, probe, mine, bar, ctx)
     return _with_declarations(spec, results, unknown)
 
 
-def _verdict(spec: Any, probe: Probe, mine: list[tuple[str, Any, SampleResult]], honest_best: float,
-             honest_source: str, ctx: ProbeContext) -> CheckResult:
+def _fallback_bar(spec: Any, paid: list[SampleResult], why: str) -> Bar | str:
+    """The bar when there is no honest score to compare with (``why``), or why none can be set."""
+    if spec.score_range is not None:
+        low, high = spec.score_range
+        return Bar(float(high), "score_range", f"full marks: the top of its declared score_range [{low:g}, {high:g}] "
+                   f"(no honest baseline: {why})", f"full marks {high:g}")
+    scores = [r.score for r in paid]
+    if not scores:
+        return f"no probe input got a score, and {why}: nothing to judge the probes by"
+    best, worst = max(scores), min(scores)
+    if best - worst <= 1e-9:
+        return (f"every probe input scored {best:.6g}, and {why}: nothing to judge the probes by. Declare "
+                "@grpo_host.reward(..., score_range=(low, high)) or write golden cases")
+    return Bar(best, "best-input", f"the best score any probe input reached ({best:.6g}; no honest baseline: {why}, "
+               "and no declared score_range)", f"best input {best:.6g}")
+
+
+def _verdict(spec: Any, probe: Probe, mine: list[tuple[str, Any, SampleResult]], bar: Bar,
+             ctx: ProbeContext) -> CheckResult:
     paid = [(label, completion, r) for label, completion, r in mine if r.outcome == "ok"]
     lines = [f"    {label}: {describe_result(r)}  {_preview(completion)}" + (f"  details: {_details(r)}" if r.details else "")
              for label, completion, r in mine]
-    data = {"honest": honest_best, "hack": max((r.score for _, _, r in paid), default=None)}
-    if not paid or max(r.score for _, _, r in paid) < honest_best - 1e-9:
-        best = "nothing scored" if not paid else f"best hack {max(r.score for _, _, r in paid):.6g}"
-        return CheckResult(spec.name, "probe", probe.name, "passed",
-                           f"{best} < honest {honest_best:.6g}", data)
+    best = max((r.score for _, _, r in paid), default=None)
+    data = {"honest": bar.value if bar.kind == "honest" else None, "hack": best, "bar": bar.value,
+            "judged_against": bar.kind}
+    if best is None or best < bar.value - 1e-9:
+        shown = "nothing scored" if best is None else f"best hack {best:.6g}"
+        return CheckResult(spec.name, "probe", probe.name, "passed", f"{shown} < {bar.short}", data)
     label, completion, top = max(paid, key=lambda p: p[2].score)
+    data["caught"] = {"variant": label, "completion": _preview(completion), "score": top.score}
     message = (
         f"probe {probe.name!r} of reward {spec.name!r}: {probe.summary} scored {top.score:.6g} "
-        f"({label}), at least the {honest_best:.6g} of the best honest input ({honest_source})\n"
+        f"({label}), {bar.text}\n"
         "  variants (result, completion):\n" + "\n".join(lines) + "\n"
     )
     if ctx.gold is not None:

@@ -15,26 +15,35 @@ from pathlib import Path
 from typing import Any
 
 from grpo_host.errors import GrpoHostError
+from grpo_host.interop.end_tokens import DEFAULT_END_TOKENS
 
+# Checked against the trainers' own code: verl 0.9.1 (verl/trainer/ppo/reward.py, its reward
+# loop and reward managers) and OpenRLHF 0.11.0 (openrlhf/utils/agent.py, cli/train_ppo_ray.py).
 TRAINERS = {
     "verl": (
-        "verl's custom reward function. Point verl at it:\n\n"
-        "    custom_reward_function.path={path}\n"
-        "    custom_reward_function.name=compute_score\n\n"
-        "It works with the naive reward manager (one sample per call) and the batch one\n"
-        "(reward_model.reward_manager=batch: lists of samples per call). `score` is the weighted\n"
-        "sum of the rewards that gave a score (0.0 when none did); each reward's value and a\n"
-        "`<name>/failed` flag (error, timeout or not applicable) go to verl's reward_extra_info.\n"
-        "`ground_truth` becomes the column {label_column!r} (a dict gives its keys), `extra_info`'s\n"
-        "keys become columns, `data_source` the column 'data_source'."
+        "verl's custom reward function (checked with verl 0.9.1). Point verl at it:\n\n"
+        "    reward.custom_reward_function.path={path}\n"
+        "    reward.custom_reward_function.name=compute_score\n\n"
+        "(verl before its reward loop: custom_reward_function.path=..., which 0.9.1 still migrates.)\n"
+        "Every reward manager of verl 0.9.1 (naive, the default; dapo, gdpo, rate_limited, remote)\n"
+        "calls compute_score once per sample, from a thread pool; concurrent calls are scored as one\n"
+        "batch. `score` is the weighted sum of the rewards that gave a score (0.0 when none did);\n"
+        "each reward's value and a `<name>/failed` flag (error, timeout or not applicable) go to\n"
+        "verl's reward_extra_info. `ground_truth` becomes the column {label_column!r} (a dict gives\n"
+        "its keys), `extra_info`'s keys become columns, `data_source` the column 'data_source'.\n"
+        "With reward.num_workers > 1 verl loads this file in each of its reward processes: without a\n"
+        "server URL each starts its own worker pool (WORKERS below), so a server is the cheaper way."
     ),
     "openrlhf": (
-        "OpenRLHF's custom reward function. Point OpenRLHF at it:\n\n"
-        "    --remote_rm_url {path} --label_key <your answer column>\n\n"
-        "`reward_func(queries, prompts, labels)` returns `rewards` (the weighted sum of the rewards\n"
-        "that gave a score, 0.0 when none did), `scores` (the same) and `extra_logs` (each reward's\n"
-        "value and a `<name>/failed` flag). The completion is the query with its prompt cut off;\n"
-        "a label becomes the column {label_column!r} (a dict gives its keys)."
+        "OpenRLHF's custom reward function (checked with OpenRLHF 0.11.0). Point OpenRLHF at it:\n\n"
+        "    --reward.remote_url {path} --data.label_key <your answer column>\n\n"
+        "(OpenRLHF before 0.10.2: --remote_rm_url and --label_key.) OpenRLHF calls\n"
+        "`reward_func(queries, prompts, labels)` once per sample from a thread pool; concurrent calls\n"
+        "are scored as one batch. It returns `rewards` (the weighted sum of the rewards that gave a\n"
+        "score, 0.0 when none did), `scores` (the same) and `extra_logs` (each reward's value and a\n"
+        "`<name>/failed` flag). The completion is the query with its prompt cut off and its trailing\n"
+        "EOS/pad tokens too (OpenRLHF decodes with skip_special_tokens=False); a label becomes the\n"
+        "column {label_column!r} (a dict gives its keys)."
     ),
 }
 BODY_MARKER = "# ---- EXPORTED BODY"
@@ -42,7 +51,7 @@ BODY_MARKER = "# ---- EXPORTED BODY"
 
 def export_source(trainer: str, rewards: list[Any], *, path: str, url: str | None = None,
                   label_column: str = "answer", workers: int | None = None, timeout_s: float = 600.0,
-                  command: str = "") -> str:
+                  end_tokens: list[str] | None = None, token_env: str | None = None, command: str = "") -> str:
     """The exported file's text."""
     from grpo_host import __version__
     from grpo_host.interop import trainer_side
@@ -53,7 +62,9 @@ def export_source(trainer: str, rewards: list[Any], *, path: str, url: str | Non
     body = body[body.index(BODY_MARKER):]
     names = ", ".join(_name(r) for r in rewards) or "(the server's)"
     where = (f"The scores come from the grpo-host reward server at {url}\n(`grpo-host serve-rewards`); "
-             "this file needs only the standard library there." if url else
+             "this file needs only the standard library there."
+             + (f"\nIt sends the token in the environment variable {token_env} (set it where the trainer runs)."
+                if token_env else "") if url else
              "The scores come from grpo-host's reward runtime in this process: grpo-host and the\n"
              "rewards' plugins must be installed where the trainer computes rewards.")
     how = TRAINERS[trainer].format(path=path, label_column=label_column)
@@ -68,7 +79,10 @@ def export_source(trainer: str, rewards: list[Any], *, path: str, url: str | Non
         f"URL: str | None = {url!r}\n"
         f"LABEL_COLUMN = {label_column!r}\n"
         f"WORKERS: int | None = {workers!r}\n"
-        f"TIMEOUT_S = {float(timeout_s)!r}\n\n"
+        f"TIMEOUT_S = {float(timeout_s)!r}\n"
+        "# Cut off the end of every completion before scoring (EOS and padding tokens).\n"
+        f"END_TOKENS: list[str] = {list(DEFAULT_END_TOKENS if end_tokens is None else end_tokens)!r}\n"
+        f"TOKEN_ENV: str | None = {token_env!r}\n\n"
     )
     return header + body
 
@@ -82,11 +96,14 @@ def _name(item: Any) -> str:
 
 
 def write_export(trainer: str, names: list[str], params: dict[str, dict[str, Any]], output: str | None, *,
-                 url: str | None, label_column: str, workers: int | None, argv: list[str]) -> Path:
+                 url: str | None, label_column: str, workers: int | None, argv: list[str],
+                 end_tokens: list[str] | None = None, token_env: str | None = None) -> Path:
     """Check the rewards (unless a server scores them), write the file, return its path."""
     if url and names:
         raise GrpoHostError("with --url the server's rewards score (the ones `grpo-host serve-rewards` was "
                             "started with); leave out the reward names")
+    if token_env and not url:
+        raise GrpoHostError("--token-env is for a file that calls a reward server: give --url too")
     if not url and not names:
         raise GrpoHostError("name the rewards to export (NAME[,NAME...]), or give --url of a reward server")
     rewards: list[Any] = [{"name": n, "params": params.get(n, {})} if params.get(n) else n for n in names]
@@ -96,7 +113,7 @@ def write_export(trainer: str, names: list[str], params: dict[str, dict[str, Any
         bind_rewards(rewards)  # unknown names and bad params fail here, not in the trainer
     target = Path(output or f"grpo_host_{trainer}_reward.py").resolve()
     text = export_source(trainer, rewards, path=str(target), url=url, label_column=label_column, workers=workers,
-                         command=shlex.join(["grpo-host", *argv]))
+                         end_tokens=end_tokens, token_env=token_env, command=shlex.join(["grpo-host", *argv]))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     return target

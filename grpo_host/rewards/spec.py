@@ -10,6 +10,7 @@ worker process. Nothing here imports heavy libraries.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import inspect
@@ -23,7 +24,7 @@ from typing import Any, Literal
 from grpo_host.errors import RewardParamError, did_you_mean
 
 # Every reward accepts these, whatever its signature; the runtime consumes them.
-HOST_PARAMS = ("timeout", "weight")
+HOST_PARAMS = ("timeout", "weight", "memory_mb")
 # Names a per-sample function receives from the host rather than from dataset columns.
 SAMPLE_ARGS = ("completion", "messages", "completion_ids")
 OUTCOMES = ("ok", "not_applicable", "error", "timeout")
@@ -87,7 +88,7 @@ class RewardSpec:
     def resolve_params(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``params``, each validated against its annotation.
 
-        Host params (``timeout``, ``weight``) are not included: see ``split_host_params``.
+        Host params (``timeout``, ``weight``, ``memory_mb``) are not included: see ``bind_reward``.
         """
         resolved = {name: p.default for name, p in self.params.items()}
         for key, value in (params or {}).items():
@@ -149,20 +150,32 @@ class RewardSpec:
         A raw result is the reward's return value, or an exception instance when it raised for
         that sample; the runtime turns raw results into outcomes.
         """
+        scorer = self.build_scorer(params)
+        if self.batched:
+            return scorer
+        return functools.partial(_score_each, scorer)
+
+    def build_scorer(self, params: Mapping[str, Any]) -> Callable[..., Any]:
+        """What the runtime calls: ``score(sample) -> raw`` (raising what the reward raises), or
+        for a batched reward ``score(samples) -> [raw, ...]``."""
         if self.kind == "class":
             instance = self.target(**params)
             if self.batched:
                 return functools.partial(_score_batch, self, instance.score_batch)
-            return functools.partial(_score_each, self, instance.score, {})
-        return functools.partial(_score_each, self, self.target, dict(params))
+            return functools.partial(_score_one, self, instance.score, {})
+        return functools.partial(_score_one, self, self.target, dict(params))
 
 
-def _score_each(spec: RewardSpec, fn: Callable[..., Any], params: dict, samples: list[dict]) -> list[Any]:
+def _score_one(spec: RewardSpec, fn: Callable[..., Any], params: dict, sample: dict) -> Any:
+    return fn(**spec_kwargs(spec, sample), **params)
+
+
+def _score_each(score: Callable[[dict], Any], samples: list[dict]) -> list[Any]:
     results: list[Any] = []
     for sample in samples:
         try:
-            results.append(fn(**spec_kwargs(spec, sample), **params))
-        except Exception as exc:  # noqa: BLE001 - reported as the sample's `error` outcome
+            results.append(score(sample))
+        except BaseException as exc:  # noqa: BLE001 - reported as the sample's `error` outcome
             results.append(exc)
     return results
 
@@ -334,15 +347,49 @@ def to_outcome(raw: Any) -> tuple[str, float | None, dict[str, Any]]:
         details = dict(raw.details)
         raw = raw.value
     if isinstance(raw, BaseException):
-        return "error", None, {**details, "error": f"{type(raw).__name__}: {raw}"}
+        return "error", None, {**details, "error": describe_exception(raw)}
     if raw is None:
         return "not_applicable", None, details
     if isinstance(raw, numbers.Real) and not isinstance(raw, bool):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:
+            return "error", None, {**details, "error": "returned a number too large for a float"}
         if math.isfinite(value):
             return "ok", value, details
         return "error", None, {**details, "error": f"returned non-finite score {value}"}
     return "error", None, {**details, "error": f"returned {type(raw).__name__}, expected float or None"}
+
+
+def sample_outcome(raw: Any, memory_mb: int | None = None, reward: str = "") -> tuple[str, float | None, Any]:
+    """``to_outcome`` as the runtime needs it, for any result, however hostile: never raises;
+    the details are plain data (or None when empty) that survive pickling back to the host."""
+    if raw.__class__ is float and math.isfinite(raw):  # the common case, kept cheap
+        return "ok", raw, None
+    try:
+        if memory_mb and (isinstance(raw, MemoryError) or getattr(raw, "errno", None) == errno.ENOMEM):
+            from grpo_host.rewards.worker import memory_error_text
+
+            raw = MemoryError(memory_error_text(memory_mb, reward))
+        name, score, details = to_outcome(raw)
+        return name, score, _jsonable(details) if details else None
+    except BaseException as exc:  # noqa: BLE001 - a result that cannot be read is the sample's error
+        return "error", None, {"error": f"could not read the reward's result: {conversion_error(exc)}"}
+
+
+def describe_exception(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except BaseException:  # noqa: BLE001 - an exception whose str() raises
+        text = "(its message could not be shown)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def conversion_error(exc: BaseException) -> str:
+    try:
+        return describe_exception(exc)
+    except BaseException:  # noqa: BLE001
+        return "an exception that cannot be described"
 
 
 def reference_cache(maxsize: int | None = 4096) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from grpo_host.errors import GrpoHostError, RewardHealthError
 from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, bind_reward, prepare_samples
+from grpo_host.rewards.spec import HOST_PARAMS
 
 # What TRL passes besides dataset columns; never handed to a reward as a column.
 TRL_EXTRAS = ("trainer_state", "log_extra", "log_metric", "environments", "completion_ids")
@@ -26,7 +27,7 @@ RewardItem = str | Mapping[str, Any] | tuple[str, Mapping[str, Any]]
 
 def resolve_reward_item(item: RewardItem, manager: Any = None) -> BoundReward:
     """``"accuracy"``, ``("accuracy", {...})`` or ``{"name": ..., "params": {...}, "timeout": ...,
-    "weight": ..., "alias": ...}`` -> a bound reward."""
+    "weight": ..., "memory_mb": ..., "alias": ...}`` -> a bound reward."""
     from grpo_host.manager import get_plugin_manager
 
     manager = manager or get_plugin_manager()
@@ -41,14 +42,14 @@ def resolve_reward_item(item: RewardItem, manager: Any = None) -> BoundReward:
             raise GrpoHostError(f"a reward entry needs a 'name': {item!r}")
         params = dict(item.pop("params", None) or {})
         alias = item.pop("alias", "") or ""
-        for host_param in ("timeout", "weight"):
+        for host_param in HOST_PARAMS:
             if item.get(host_param) is not None:
                 params[host_param] = item.pop(host_param)
             item.pop(host_param, None)
         if item:
             raise GrpoHostError(
                 f"reward entry {name!r} has unknown key(s) {', '.join(item)}; "
-                "allowed: name, params, timeout, weight, alias"
+                f"allowed: name, params, {', '.join(HOST_PARAMS)}, alias"
             )
     else:
         raise GrpoHostError(f"cannot read a reward from {item!r}")
@@ -194,7 +195,8 @@ def load_rewards(
     """Installed rewards as TRL reward functions sharing one worker pool.
 
     ``rewards`` items are names, ``(name, params)`` pairs, or dicts with ``name``, ``params``,
-    ``timeout``, ``weight``. Pass ``[r.weight for r in result]`` as
+    ``timeout``, ``weight``, ``memory_mb``. ``memory_mb`` here is the cap for rewards that set
+    none (default: see ``RewardRuntime``). Pass ``[r.weight for r in result]`` as
     ``GRPOConfig(reward_weights=...)`` when weights are set.
     """
     bound = [resolve_reward_item(item, manager) for item in rewards]

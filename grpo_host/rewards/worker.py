@@ -1,45 +1,268 @@
 """A reward worker process: imports rewards once, then scores chunks of samples on request.
 
-Started by the pool as ``python -m grpo_host.rewards.worker`` (a fresh interpreter, so the
-caller's ``__main__`` is never re-run and no torch state is inherited). Messages travel as
-pickles over the process's stdin and a private duplicate of its stdout; the reward's own
-prints go to stderr so they cannot corrupt the stream. Before each sample the worker writes
-the sample's index and start time into a small shared-memory slot (a few hundred
-nanoseconds, no system call); that is how the host times each sample and knows which one hung
-when it has to kill the worker. Results travel in one message per chunk, or per second of work.
+Started by the pool as ``python -m grpo_host.rewards.worker`` in its own session and process
+group (a fresh interpreter, so the caller's ``__main__`` is never re-run and no torch state is
+inherited). Messages travel as pickles over the process's stdin and a private duplicate of its
+stdout, each reply tagged with the task id of the chunk it answers; the reward's own prints go
+to stderr so they cannot corrupt the stream. Before each sample the worker publishes the
+task id, the sample's index and its start time in a small shared-memory record (two slots and a
+sequence word, so a reader never sees a half-written record; no system call); that is how the
+host times each sample and knows which one hung when it has to kill the worker.
+
+Every sample starts from the same worker state: a change of working directory or environment
+is undone after the sample, a process the sample forked is killed after it (the worker is a
+child subreaper, so even daemonized grandchildren come back to it), a forked child never
+speaks on the protocol stream, and every failure of a sample, including converting what the
+reward returned, is that sample's ``error``.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import signal
 import struct
 import sys
 import time
 from importlib import import_module
 from multiprocessing.connection import Connection
+from pickle import loads
 from typing import Any
 
+# The progress record. Word 0 is a sequence number; slot (seq & 1) holds the record it
+# published: (task id, index of the sample in hand, its start on CLOCK_MONOTONIC). The writer
+# fills the slot the readers are not looking at, then bumps the sequence in one aligned 8-byte
+# store; a reader that sees the same sequence before and after reading the slot read a whole
+# record. Index -1: the reward is being imported and built; DONE: the chunk is finished.
+SEQ = struct.Struct("Q")
+SLOT = struct.Struct("qqd")
+SLOT_OFFSETS = (SEQ.size, SEQ.size + SLOT.size)
+PROGRESS_SIZE = SEQ.size + 2 * SLOT.size
+BUILDING = -1
+DONE = -3
+FLUSH_EVERY_S = 1.0
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the host dies, even if a reward is stuck in C."""
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def open_progress(path: str) -> mmap.mmap:
+    with open(path, "r+b") as f:
+        return mmap.mmap(f.fileno(), PROGRESS_SIZE)
+
+
+class ProgressWriter:
+    """The worker's side of the progress record (the only writer)."""
+
+    def __init__(self, buffer: mmap.mmap):
+        self.buffer = buffer
+        self.seq = SEQ.unpack_from(buffer, 0)[0]
+
+    def publish(self, task: int, index: int, started: float) -> None:
+        seq = self.seq + 1
+        SLOT.pack_into(self.buffer, SLOT_OFFSETS[seq & 1], task, index, started)
+        SEQ.pack_into(self.buffer, 0, seq)
+        self.seq = seq
+
+
+def read_progress(buffer: mmap.mmap, tries: int = 1000) -> tuple[int, int, float] | None:
+    """The last whole record: ``(task, index, started)``, or None when none could be read.
+
+    A record read while the writer published another is read again; after ``tries`` such
+    reads (a writer stopped mid-publish cannot cause that: the previous slot stays whole) the
+    caller treats the record as unknown rather than trusting a torn one.
+    """
+    for _ in range(tries):
+        seq = SEQ.unpack_from(buffer, 0)[0]
+        record = SLOT.unpack_from(buffer, SLOT_OFFSETS[seq & 1])
+        if SEQ.unpack_from(buffer, 0)[0] == seq:
+            return record if seq else None
+    return None
+
+
+# -- the sample's world ----------------------------------------------------------------------
+class _State:
+    """What a sample may change and the worker puts back: cwd, environment, child processes."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.home = os.getcwd()
+        self.environ = dict(os.environ)
+        self.dirty = False  # set by the watchers below; checked after every sample
+        self.forked = False
+        self.keep: set[int] = set()  # children a reward started while being built: its helpers
+        self.libc: Any = None
+
+    def restore(self) -> None:
+        self.dirty = False
+        if _REAL_GETCWD() != self.home:
+            _REAL_CHDIR(self.home)
+        if os.environ != self.environ:  # compares the str view, as rewards see it
+            for key in [k for k in os.environ if k not in self.environ]:
+                _REAL_ENV_DEL(os.environ, key)
+            for key, value in self.environ.items():
+                if os.environ.get(key) != value:
+                    _REAL_ENV_SET(os.environ, key, value)
+
+    def drifted(self) -> bool:
+        """A change the watchers cannot see (C code calling chdir or setenv): checked per chunk."""
+        return _REAL_GETCWD() != self.home or os.environ != self.environ
+
+    def end_sample_processes(self) -> None:
+        """Kill the processes a sample started (and what they started); reap them."""
+        self.forked = False
+        for _ in range(8):  # killed children's own children come back to us: a few rounds
+            strays = [pid for pid in _children() if pid not in self.keep]
+            if not strays:
+                break
+            for pid in strays:
+                for kill in (os.killpg, os.kill):  # its own group first, when it made one
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except (OSError, ProcessLookupError):
+                        pass
+            for pid in strays:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+        _reap()
+
+
+_STATE: _State | None = None
+_REAL_CHDIR = os.chdir
+_REAL_GETCWD = os.getcwd
+_REAL_ENV_SET = type(os.environ).__setitem__
+_REAL_ENV_DEL = type(os.environ).__delitem__
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as f:
+                pids.extend(int(p) for p in f.read().split())
+    except OSError:  # no /proc (not Linux): the pool still kills the whole group with the worker
+        pass
+    return pids
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _watch_state(state: _State) -> None:
+    """Flag the calls that change what the next sample would see, so restoring costs nothing
+    when nothing changed (checking cwd and environ after every sample would cost more than the
+    rest of the per-sample work)."""
+
+    def chdir(path: Any) -> None:
+        state.dirty = True
+        _REAL_CHDIR(path)
+
+    def fchdir(fd: Any) -> None:
+        state.dirty = True
+        _REAL_FCHDIR(fd)
+
+    class WatchedEnviron(type(os.environ)):  # type: ignore[misc]
+        def __setitem__(self, key: str, value: str) -> None:
+            state.dirty = True
+            _REAL_ENV_SET(self, key, value)
+
+        def __delitem__(self, key: str) -> None:
+            state.dirty = True
+            _REAL_ENV_DEL(self, key)
+
+    def putenv(key: Any, value: Any) -> None:
+        state.dirty = True
+        _REAL_PUTENV(key, value)
+
+    def unsetenv(key: Any) -> None:
+        state.dirty = True
+        _REAL_UNSETENV(key)
+
+    _REAL_FCHDIR, _REAL_PUTENV, _REAL_UNSETENV = os.fchdir, os.putenv, os.unsetenv
+    os.chdir, os.fchdir, os.putenv, os.unsetenv = chdir, fchdir, putenv, unsetenv
+    os.environ.__class__ = WatchedEnviron
+
+
+def _in_forked_child(protocol_fds: tuple[int, ...], libc: Any, worker_pid: int) -> None:
+    """A reward forked: the child must never answer the host (its parent does) nor hold the
+    protocol pipe open after the worker dies, and it dies with the worker."""
+    global _STATE
+    if _STATE is None:  # a grandchild: its parent already did all this
+        return
+    _STATE = None  # the loop below checks this and exits if the child ever comes back to it
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in protocol_fds:
+        try:
+            os.dup2(null, fd)  # not close: a later open in the child must not reuse the number
+        except OSError:
+            pass
+    os.close(null)
+    if libc is not None and os.getppid() == worker_pid:  # not a grandchild: a daemon's parent exits
+        try:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+def _mark_forked() -> None:
+    if _STATE is not None:
+        _STATE.forked = True
+
+
+def _setup_process() -> Any:
+    """Die with the host, even if a reward is stuck in C; adopt orphaned descendants."""
     try:
         import ctypes
-        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        return libc
     except Exception:  # noqa: BLE001 - not Linux: the EOF on stdin still ends idle workers
-        pass
+        return None
 
 
-def _limit_memory(megabytes: int | None) -> None:
-    if not megabytes:
-        return
-    import resource
+class _MemoryCap:
+    """The worker's data-segment limit (``RLIMIT_DATA``: heap and private mappings, not the
+    address space that shared libraries and thread reservations take). Set as a soft limit per
+    chunk, so each reward can have its own."""
 
-    limit = int(megabytes) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    def __init__(self) -> None:
+        try:
+            import resource
+
+            self.resource: Any = resource
+        except ImportError:  # not POSIX
+            self.resource = None
+        self.megabytes: int | None = None
+
+    def set(self, megabytes: int | None) -> None:
+        if megabytes == self.megabytes or self.resource is None:
+            return
+        res = self.resource
+        _, hard = res.getrlimit(res.RLIMIT_DATA)
+        soft = res.RLIM_INFINITY if not megabytes else int(megabytes) * 1024 * 1024
+        if hard != res.RLIM_INFINITY and (soft == res.RLIM_INFINITY or soft > hard):
+            soft = hard
+        res.setrlimit(res.RLIMIT_DATA, (soft, hard))
+        self.megabytes = megabytes
+
+
+def memory_error_text(megabytes: int | None, reward: str = "") -> str:
+    where = f"{reward}.memory_mb" if reward else "REWARD.memory_mb"
+    return (
+        f"went over its memory cap of {megabytes} MB per worker; raise it with the host param "
+        f"memory_mb (`--set {where}=...`, or `memory_mb:` on the reward in the run config)"
+    )
 
 
 def _load(import_path: str) -> Any:
@@ -55,84 +278,120 @@ def _load(import_path: str) -> Any:
     return spec
 
 
-# The progress slot: (index of the sample being scored, its start on CLOCK_MONOTONIC).
-# -2: the chunk is not picked up yet; -1: the reward is being imported and built.
-PROGRESS = struct.Struct("qd")
-FLUSH_EVERY_S = 1.0
-
-
-def open_progress(path: str) -> mmap.mmap:
-    with open(path, "r+b") as f:
-        return mmap.mmap(f.fileno(), PROGRESS.size)
-
-
 def main() -> None:
-    _die_with_parent()
-    # Keep the protocol stream private: rewards that print write to stderr instead.
-    out_fd = os.dup(1)
+    global _STATE
+    libc = _setup_process()
+    # Keep the protocol stream private: rewards that print write to stderr instead, and a
+    # program a reward runs reads /dev/null, not the host's messages (the duplicates are
+    # close-on-exec; a Python fork is handled by _in_forked_child).
+    in_fd, out_fd = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    inbox, outbox = Connection(0, writable=False), Connection(out_fd, readable=False)
+    inbox, outbox = Connection(in_fd, writable=False), Connection(out_fd, readable=False)
 
-    from grpo_host.rewards.spec import to_outcome
+    from grpo_host.rewards.spec import conversion_error, sample_outcome
 
     init = inbox.recv()
     sys.path[:] = [p for p in init.get("sys_path", []) if p] or sys.path
-    _limit_memory(init.get("memory_mb"))
-    progress = open_progress(init["progress"])
+    progress = ProgressWriter(open_progress(init["progress"]))
+    cap = _MemoryCap()
+    state = _STATE = _State()
+    state.libc = libc
+    _watch_state(state)
+    os.register_at_fork(
+        after_in_child=lambda: _in_forked_child((in_fd, out_fd), libc, state.pid),
+        after_in_parent=_mark_forked,
+    )
+    monotonic = time.monotonic
     built: dict[str, Any] = {}
+
+    def send(message: tuple) -> None:
+        if _STATE is None or os.getpid() != state.pid:  # a forked child that came back here
+            os._exit(0)
+        outbox.send(message)
+
     while True:
         try:
             message = inbox.recv()
-        except EOFError:
-            return
+        except (EOFError, OSError):
+            break
+        if _STATE is None or os.getpid() != state.pid:
+            os._exit(0)
         if message[0] == "stop":
-            return
-        _, task, key, import_path, params, batched, samples = message
-        PROGRESS.pack_into(progress, 0, -1, time.monotonic())
-        try:
-            if key not in built:
-                built[key] = _load(import_path).build(params)
-        except Exception as exc:  # noqa: BLE001 - every sample of the chunk reports the failure
-            error = ("error", None, {"error": f"could not build reward: {type(exc).__name__}: {exc}"}, 0.0)
-            outbox.send(("results", task, 0, [error] * len(samples)))
-            continue
+            break
+        _, task, key, import_path, params, batched, memory_mb, name, samples = message
+        cap.set(memory_mb)
+        if key not in built:
+            progress.publish(task, BUILDING, monotonic())
+            try:
+                built[key] = _load(import_path).build_scorer(params)
+            except BaseException as exc:  # noqa: BLE001 - every sample of the chunk reports the failure
+                text = conversion_error(exc)
+                if isinstance(exc, MemoryError) and memory_mb:
+                    text = f"MemoryError: {memory_error_text(memory_mb, name)}"
+                error = ("error", None, {"error": f"could not build reward: {text}"}, 0.0)
+                progress.publish(task, DONE, monotonic())
+                send(("results", task, 0, [error] * len(samples)))
+                continue
+            finally:
+                if state.dirty or state.drifted():
+                    state.restore()
+            state.keep = set(_children())
         score = built[key]
         if batched:
-            PROGRESS.pack_into(progress, 0, 0, time.monotonic())
-            start = time.perf_counter()
+            start = monotonic()
+            progress.publish(task, 0, start)
+            samples = [loads(s) if s.__class__ is bytes else s for s in samples]
             try:
-                raws = score(samples)
-            except Exception as exc:  # noqa: BLE001
+                raws = list(score(samples))
+            except BaseException as exc:  # noqa: BLE001
                 raws = [exc] * len(samples)
-            seconds = (time.perf_counter() - start) / max(len(samples), 1)
             if len(raws) != len(samples):
                 bad = ValueError(f"score_batch returned {len(raws)} scores for {len(samples)} samples")
                 raws = [bad] * len(samples)
-            outbox.send(("results", task, 0, [(*_safe(to_outcome(r)), seconds) for r in raws]))
-            continue
-        pending: list[tuple] = []
-        first, last_flush = 0, time.monotonic()
-        for index, sample in enumerate(samples):
-            start = time.monotonic()
-            PROGRESS.pack_into(progress, 0, index, start)
-            try:
-                raw = score([sample])[0]
-            except BaseException as exc:  # noqa: BLE001 - SystemExit in a reward is its error
-                raw = exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}")
-            pending.append((*_safe(to_outcome(raw)), time.monotonic() - start))
-            if time.monotonic() - last_flush > FLUSH_EVERY_S:
-                outbox.send(("results", task, first, pending))
-                first, pending, last_flush = index + 1, [], time.monotonic()
-        outbox.send(("results", task, first, pending))
+            seconds = (monotonic() - start) / max(len(samples), 1)
+            rows = [(*sample_outcome(r, memory_mb, name), seconds) for r in raws]
+        else:
+            rows = []
+            first, last_flush = 0, monotonic()
+            for index, sample in enumerate(samples):
+                if sample.__class__ is bytes:  # a sample with lists or dicts: a fresh copy
+                    sample = loads(sample)
+                start = monotonic()
+                progress.publish(task, index, start)
+                try:
+                    raw = score(sample)
+                except BaseException as exc:  # noqa: BLE001 - SystemExit in a reward is its error
+                    raw = exc
+                if _STATE is None:  # the reward forked and this is the child, returning
+                    os._exit(0)
+                if state.dirty:
+                    state.restore()
+                if state.forked:
+                    state.end_sample_processes()
+                end = monotonic()
+                rows.append((*sample_outcome(raw, memory_mb, name), end - start))
+                if end - last_flush > FLUSH_EVERY_S:
+                    send(("results", task, first, rows))
+                    first, rows, last_flush = index + 1, [], end
+            if not rows and first:  # the last flush already carried the last result
+                progress.publish(task, DONE, monotonic())
+                _end_chunk(state)
+                continue
+        progress.publish(task, DONE, monotonic())
+        _end_chunk(state)
+        send(("results", task, first if not batched else 0, rows))
+    state.keep = set()
+    state.end_sample_processes()
 
 
-def _safe(outcome: tuple[str, float | None, dict]) -> tuple[str, float | None, dict]:
-    """Details must survive pickling back to the host; anything odd becomes its repr."""
-    name, score, details = outcome
-    from grpo_host.rewards.spec import _jsonable
-
-    return name, score, _jsonable(details)
+def _end_chunk(state: _State) -> None:
+    if state.drifted():
+        state.restore()
+    state.end_sample_processes()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 
 from grpo_host import __version__
 from grpo_host.errors import GrpoHostError
+from grpo_host.redact import SECRET_NAME, looks_secret, redact, secret_values
 from grpo_host.sagemaker import job_env
 from grpo_host.sagemaker.options import SageMakerOptions, resolve_options
 from grpo_host.sagemaker.packaging import (
@@ -42,10 +43,12 @@ from grpo_host.sagemaker.packaging import (
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 TORCHRUN_BACKENDS = ("torchrun",)  # backend names starting with these run under the SDK's Torchrun driver
 # Names of variables whose values are secrets wherever they appear (checked in env, hps, config).
-SECRET_NAME_RE = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)(_|$)",
-                            re.I)
+SECRET_NAME_RE = SECRET_NAME
 KNOWN_SECRET_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY",
                      "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")
+# Secret settings whose library reads them from a variable of its own.
+KNOWN_SETTING_VARS = {"tracking_params.mlflow.password": "MLFLOW_TRACKING_PASSWORD",
+                      "tracking_params.mlflow.token": "MLFLOW_TRACKING_TOKEN"}
 SDK_HINT = "the SageMaker SDK is not installed: pip install 'grpo-host[sagemaker]'"
 
 
@@ -103,6 +106,7 @@ def plan_job(config_path: str | Path, cli_options: Mapping[str, Any] | None = No
     if not isinstance(launch, Mapping):
         raise GrpoHostError(f"launch in {config_path} must be a mapping (sagemaker: {{...}})")
     options = resolve_options(launch.get("sagemaker"), cli_options or {}, str(config_path))
+    _refuse_secret_keys(options.hyperparameters, sets or {})
     if sets:
         raw = apply_overrides(raw, sets)
     if backend:
@@ -310,13 +314,14 @@ def _refuse_secret_leaks(options: SageMakerOptions, environment: Mapping[str, st
                          config_text: str, env: Mapping[str, str]) -> None:
     """Refuse a job whose description or shipped config would carry a secret value."""
     for key in options.environment:
-        if SECRET_NAME_RE.search(key):
+        if looks_secret(key):
             raise GrpoHostError(
                 f"environment {key}: the job's environment is visible in its description and logs; pass "
                 f"secrets by name instead: --secret-from-env {key} (stores your ${key} in AWS Secrets Manager) "
                 f"or --secret {key}=<Secrets Manager name>")
     values = {var: env[var] for var in {*KNOWN_SECRET_VARS, *options.secrets_from_env, *options.secrets}
               if env.get(var) and len(env[var]) >= 8}
+    values.update(secret_values(env))
     for var, value in values.items():
         places = [f"environment {k}" for k, v in environment.items() if value in v]
         places += [f"hyperparameter {k}" for k, v in hps.items() if value in v]
@@ -324,6 +329,26 @@ def _refuse_secret_leaks(options: SageMakerOptions, environment: Mapping[str, st
         if places:
             raise GrpoHostError(f"the value of ${var} appears in {', '.join(places)}; a job's description, "
                                 f"hyperparameters and source are not secret. Pass it with --secret-from-env {var}")
+
+
+def _refuse_secret_keys(hyperparameters: Mapping[str, Any], sets: Mapping[str, Any]) -> None:
+    """``--hp tracking_params.mlflow.password=...`` would show the password in the job's description
+    (and ``--set`` in its uploaded config): refused, with the way that keeps it secret."""
+    from grpo_host.tracking import flatten
+
+    given = [("--hp", str(k)) for k in hyperparameters] + [("--set", k) for k in flatten(dict(sets))]
+    for option, key in given:
+        part = key.replace("__", ".").split(".")[-1]
+        if looks_secret(part):
+            dotted = key.replace("__", ".")
+            var = KNOWN_SETTING_VARS.get(dotted) or re.sub(r"[^A-Za-z0-9]+", "_", dotted).upper().strip("_")
+            raise GrpoHostError(
+                f"{option} {key}=…: that looks like a secret, and {option} values are shown in plain text "
+                f"({'the job description lists hyperparameters' if option == '--hp' else 'they go into the uploaded config'}). "
+                f"Keep it in an environment variable and pass it by name: export {var}=… and add --secret-from-env {var} "
+                "(stored in AWS Secrets Manager, read inside the job with its role), or --secret "
+                f"{var}=<Secrets Manager name>"
+                + ("" if dotted in KNOWN_SETTING_VARS else f"; then have the run read it from ${var} (a *_env setting)"))
 
 
 def store_secrets(plan: JobPlan, session: Any, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -402,11 +427,11 @@ def preview_request(plan: JobPlan) -> dict[str, Any]:
                     "EntryScript": TORCHRUN_ENTRY})
     else:
         run["Command"] = plan.command
-    return {"CreateTrainingJob": request, "SourceCode": run,
-            "Upload": {"source": str(plan.tarball), "wheels": [d.wheel for d in plan.source.dists if d.wheel],
-                       "requirements": plan.source.requirements},
-            "SecretsManager": {"read_in_job": plan.secret_names, "store_from_your_env": plan.secrets_to_store},
-            "Notes": plan.notes}
+    return redact({"CreateTrainingJob": request, "SourceCode": run,
+                   "Upload": {"source": str(plan.tarball), "wheels": [d.wheel for d in plan.source.dists if d.wheel],
+                              "requirements": plan.source.requirements},
+                   "SecretsManager": {"read_in_job": plan.secret_names, "store_from_your_env": plan.secrets_to_store},
+                   "Notes": plan.notes})
 
 
 def _preview_channel(channel: ChannelPlan, s3_prefix: str) -> dict[str, Any]:

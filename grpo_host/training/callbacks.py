@@ -29,6 +29,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from grpo_host.redact import redact
 from grpo_host.rewards.spec import OUTCOMES
 
 PROGRESS_PREFIX = "@grpo-host-progress "
@@ -121,6 +122,7 @@ class RunRecorder(TrainerCallback):
             except Exception as exc:  # noqa: BLE001 - a metric source must not stop training
                 record.setdefault("metric_source_errors", []).append(f"{type(exc).__name__}: {exc}")
         record["elapsed"] = round(time.monotonic() - self._start, 3)
+        record = redact(record)  # a metric source's error text may quote a secret
         name = EVAL_METRICS_FILE if is_eval else METRICS_FILE
         with open(self.output_dir / name, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=_num) + "\n")
@@ -190,8 +192,8 @@ class RunRecorder(TrainerCallback):
                                             "details": result.details}
             rows.append(row)
         with open(self.output_dir / SAMPLES_FILE, "a", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, default=str) + "\n")
+            for row in rows:  # a reward's error details may quote a secret of its environment
+                handle.write(json.dumps(redact(json.loads(json.dumps(row, default=str)))) + "\n")
 
 
 def _prompt_text(prompt: Any) -> str:

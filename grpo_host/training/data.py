@@ -23,11 +23,103 @@ FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv
 
 def load_datasets(section: DataSection, tokenizer: Any) -> tuple[Any, Any | None]:
     """``(train, eval or None)``, with a ``prompt`` column in TRL's form."""
+    return shape_datasets(*load_raw_datasets(section), section, tokenizer)
+
+
+def load_raw_datasets(section: DataSection) -> tuple[Any, Any | None]:
+    """``(train, eval or None)`` as the source has them, checked: not empty, with the prompt
+    column (or the template's columns). Needs no tokenizer, so the worker runs it before the
+    model is built: a bad data file costs seconds, not a model build."""
     train = _load(section, section.split)
+    _check_rows(train, section, section.split)
     eval_ds = None
+    if isinstance(section.eval_split, str):
+        eval_ds = _load(section, section.eval_split)
+        _check_rows(eval_ds, section, section.eval_split)
+    return train, eval_ds
+
+
+def _check_rows(dataset: Any, section: DataSection, split: str) -> None:
+    if len(dataset) == 0:
+        raise ConfigError(f"data.source: {section.source!r} (split {split!r}) has no rows; give a data set with prompts")
+    problem = _column_problem(section, list(dataset.column_names))
+    if problem:
+        raise ConfigError(problem)
+
+
+def _column_problem(section: DataSection, columns: list[str]) -> str | None:
+    if section.template is not None:
+        wanted = {name for _, name, _, _ in string.Formatter().parse(section.template) if name}
+        missing = sorted(wanted - set(columns))
+        if missing:
+            return f"data.template uses column(s) {', '.join(missing)}; the data has {', '.join(columns)}"
+    elif section.prompt_column not in columns:
+        return (f"data.prompt_column: {section.prompt_column!r} is not a column; the data has {', '.join(columns)} "
+                "(or set data.template, e.g. 'Solve: {question}')")
+    return None
+
+
+def check_local_data(section: DataSection) -> list[str]:
+    """A local data file opened and checked without the ``datasets`` library (for the host,
+    before anything is launched): it exists, holds rows, and has the prompt column. Other
+    sources are checked by the worker, still before the model is built."""
+    source = section.source
+    path = Path(source).expanduser()
+    suffix = path.suffix.lower()
+    if source.startswith("builtin:") or suffix not in FILE_BUILDERS:
+        return []
+    if not path.is_file():
+        return [f"data.source: file {source!r} not found" + (" (it is a folder)" if path.is_dir() else "")]
+    try:
+        columns, has_rows = _peek(path, suffix)
+    except Exception as exc:  # noqa: BLE001 - any reader's error: the file is not what it says
+        return [f"data.source: {source!r} cannot be read as {suffix[1:]}: {type(exc).__name__}: {exc}"]
+    if not has_rows:
+        return [f"data.source: {source!r} is empty (no rows); give a file with one prompt per row"]
+    if columns is None:
+        return []
+    problem = _column_problem(section, columns)
+    return [problem] if problem else []
+
+
+def _peek(path: Path, suffix: str) -> tuple[list[str] | None, bool]:
+    """``(columns of the first row, whether there is a row)``; columns None when unknown."""
+    import json
+
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(str(path)).metadata
+        return list(meta.schema.names), meta.num_rows > 0
+    if suffix == ".csv":
+        import csv
+
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            return header, header is not None and next(reader, None) is not None
+    with open(path, encoding="utf-8") as handle:
+        head = handle.read(1 << 20)
+        first = next((line for line in head.splitlines() if line.strip()), None)
+    if first is None:
+        return None, False
+    try:
+        row = json.loads(first)  # JSON lines (also what a .json file often holds)
+        if isinstance(row, dict) and (suffix == ".jsonl" or not first.lstrip().startswith("[")):
+            return list(row), True
+    except ValueError:
+        pass
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()) and data:
+        return list(data), any(len(v) for v in data.values())  # {"column": [values...]}
+    if isinstance(data, list):
+        return (list(data[0]) if data and isinstance(data[0], dict) else None), bool(data)
+    return None, True
+
+
+def shape_datasets(train: Any, eval_ds: Any | None, section: DataSection, tokenizer: Any) -> tuple[Any, Any | None]:
+    """Shuffle, hold out, cap and shape raw data into TRL's ``prompt`` form."""
     held_out = section.eval_split
-    if isinstance(held_out, str):
-        eval_ds = _load(section, held_out)
     if section.shuffle_seed is not None:
         train = train.shuffle(seed=section.shuffle_seed)
     if held_out is not None and not isinstance(held_out, str):
@@ -77,8 +169,9 @@ def _load(section: DataSection, split: str):
         raise ConfigError(f"data.params is for a data source (`grpo-host datasets` lists them); {source!r} is not one")
     path = Path(source).expanduser()
     if path.suffix.lower() in FILE_BUILDERS:
-        if not path.is_file():
-            raise ConfigError(f"data.source: file {source!r} not found")
+        problems = check_local_data(section)
+        if problems:
+            raise ConfigError(problems[0])
         return datasets.load_dataset(FILE_BUILDERS[path.suffix.lower()], data_files=str(path), split="train")
     if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
         loaded = datasets.load_from_disk(str(path))

@@ -73,6 +73,9 @@ def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, An
         except GrpoHostError as exc:
             problems.append(f"tracking: {exc}")
     problems += _check_data_source(config, manager)
+    from grpo_host.training.data import check_local_data
+
+    problems += check_local_data(config.data)
     try:
         check_grpo_fields(config.grpo)
     except GrpoHostError as exc:
@@ -107,7 +110,7 @@ def prepare(config: RunConfig, manager: Any = None, *, write: bool = True) -> Pr
     config_path = output_dir / RESOLVED_CONFIG
     if write:
         output_dir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(config.to_yaml(), encoding="utf-8")
+        config_path = _write_resolved(config, config_path)
     worker_argv = [sys.executable, "-m", "grpo_host.training.worker", "--config", str(config_path)]
     env = dict(os.environ)
     env.update(
@@ -125,6 +128,26 @@ def prepare(config: RunConfig, manager: Any = None, *, write: bool = True) -> Pr
         raise GrpoHostError(f"backend {backend.name!r} ({backend.plugin}) failed to build its command: "
                             f"{type(exc).__name__}: {exc}")
     return PreparedRun(config, backend, params, config_path, argv, env)
+
+
+def _write_resolved(config: RunConfig, path: Path) -> Path:
+    """The run's copy of its config, redacted; when that hides a secret value the config holds
+    (a token inside a tracking URI), the worker reads the real one from a private temp file."""
+    from grpo_host.redact import redact
+
+    text = config.to_yaml()
+    shown = redact(text)
+    path.write_text(shown, encoding="utf-8")
+    if shown == text:
+        return path
+    import atexit
+    import shutil
+    import tempfile
+
+    private = Path(tempfile.mkdtemp(prefix="grpo-host-config-"))  # mode 0700
+    atexit.register(shutil.rmtree, private, True)
+    (private / path.name).write_text(text, encoding="utf-8")
+    return private / path.name
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -146,6 +169,7 @@ def run_prepared(
     """Run the backend's command, hand progress events and other output lines to the
     callbacks, and return its exit code. Ctrl-C reaches the worker (same process group); a
     second one kills it."""
+    from grpo_host.redact import current
     from grpo_host.training.callbacks import PROGRESS_PREFIX
 
     proc = subprocess.Popen(
@@ -171,10 +195,11 @@ def run_prepared(
                 continue
             if not line:
                 break
-            line = line.rstrip("\n")
+            redactor = current()  # the worker's output goes nowhere unredacted
+            line = redactor.text(line.rstrip("\n"))
             if line.startswith(PROGRESS_PREFIX):
                 try:
-                    on_event(json.loads(line[len(PROGRESS_PREFIX) :]))
+                    on_event(redactor.value(json.loads(line[len(PROGRESS_PREFIX) :])))
                 except ValueError:
                     on_line(line)
             else:

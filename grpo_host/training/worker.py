@@ -145,6 +145,13 @@ def run(config: RunConfig) -> dict[str, Any]:
     _quiet()
     output_dir = Path(config.output.dir)
     check_grpo_fields(config.grpo)  # fast, before anything heavy
+    from grpo_host.redact import configure as configure_redaction
+    from grpo_host.redact import redact
+
+    configure_redaction(config.redact_env)
+    done = _finished(config, is_main)
+    if done is not None:
+        return done
 
     from grpo_host.manager import get_plugin_manager
     from grpo_host.rewards.trl_adapter import RewardSet, resolve_reward_item
@@ -162,7 +169,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         emit_progress,
         truncate_jsonl,
     )
-    from grpo_host.training.data import load_datasets
+    from grpo_host.training.data import load_raw_datasets, shape_datasets
     from grpo_host.training.model import build_model, resolve_precision
     from grpo_host.training.observability import observability_callbacks
 
@@ -172,10 +179,12 @@ def run(config: RunConfig) -> dict[str, Any]:
 
         torch.set_num_threads(threads)
         log.info("CPU: %d torch thread(s) per process", threads)
+    with state.main_process_first():  # opened and checked before the model is built
+        raw_data = load_raw_datasets(config.data)
     emit_progress("phase", text="building the model")
     with state.main_process_first():  # the built-in model is built once, then read by all
         built = build_model(config, state.local_process_index if _cuda() else None)
-        train_ds, eval_ds = load_datasets(config.data, built.tokenizer)
+        train_ds, eval_ds = shape_datasets(*raw_data, config.data, built.tokenizer)
     precision = resolve_precision(config.precision)
     workers = config.reward_workers
     if workers is None:  # the cores are shared by every training process of this machine
@@ -191,8 +200,9 @@ def run(config: RunConfig) -> dict[str, Any]:
         if config.checkpointing.resume is False:
             for _, old in complete_checkpoints(config.checkpoint_dir):
                 shutil.rmtree(old, ignore_errors=True)
-        (output_dir / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
-        (output_dir / PROVENANCE_FILE).write_text(json.dumps(reward_set.provenance(), indent=2), encoding="utf-8")
+        (output_dir / CONFIG_FILE).write_text(redact(config.to_yaml()), encoding="utf-8")
+        (output_dir / PROVENANCE_FILE).write_text(json.dumps(redact(reward_set.provenance()), indent=2),
+                                                  encoding="utf-8")
         from grpo_host.training.callbacks import EVAL_METRICS_FILE, SAMPLES_FILE
 
         for name in (METRICS_FILE, SAMPLES_FILE, EVAL_METRICS_FILE):
@@ -269,6 +279,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             "model_dir": str(output_dir),
             "final_step": trainer.state.global_step,
             "max_steps": trainer.state.max_steps,
+            "num_train_epochs": trainer.state.num_train_epochs,
             "resumed_from_step": resumed_step,
             "train_seconds": round(time.time() - started, 2),
             "train_runtime": result.metrics.get("train_runtime"),
@@ -281,17 +292,31 @@ def run(config: RunConfig) -> dict[str, Any]:
             "reward_rise": reward_rise(records),
             "rewards": [r.name for r in reward_set.rewards],
         }
-        (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        (output_dir / SUMMARY_FILE).write_text(json.dumps(redact(summary), indent=2), encoding="utf-8")
         if config.output.report:
             emit_progress("phase", text="writing the report")
             summary["report"] = {k: str(v) for k, v in write_report(output_dir).items()}
-            (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            (output_dir / SUMMARY_FILE).write_text(json.dumps(redact(summary), indent=2), encoding="utf-8")
         trackers.finish(str(output_dir))
         if config.output.push_to_hub:
             _push(config, output_dir)
         emit_progress("end", **summary)
     state.wait_for_everyone()
     return summary
+
+
+def _finished(config: RunConfig, is_main: bool) -> dict[str, Any] | None:
+    """The summary of a finished run this config would not extend: then nothing is trained
+    (the host checks first; this covers a worker launched by hand or by a job)."""
+    from grpo_host.training.finished import finished_message, finished_run
+
+    done = finished_run(config)
+    if done is not None and is_main:
+        log.info("%s", finished_message(done, config.output.dir))
+        from grpo_host.training.callbacks import emit_progress
+
+        emit_progress("end", **done)
+    return done
 
 
 def _save(trainer: Any, built: Any, config: RunConfig, output_dir: Path, is_main: bool) -> None:
@@ -476,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         from grpo_host.training.launch import _die_with_parent
 
         _die_with_parent()  # a launcher or host killed hard takes this process with it
+    from grpo_host.redact import redact_std_streams
+
+    redact_std_streams()  # its prints, logging and tracebacks; the host redacts what it relays too
     try:
         run(load_resolved(options.config))
     except GrpoHostError as exc:

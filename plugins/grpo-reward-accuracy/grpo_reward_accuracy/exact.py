@@ -33,8 +33,9 @@ _FRAC_NAME = re.compile(r"\\[dt]frac\b")
 _DELIMITERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 
 # An unsigned number: digits with optional thousands groups (1,000 / 1{,}000 / 1\,000 have been
-# reduced to 1,000 by `canonical`), an optional decimal part, or a bare decimal (.5).
-_NUMBER = r"(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+# reduced to 1,000 by `canonical`), an optional decimal part, or a bare decimal (.5). A group
+# never follows a leading 0: `0,111` is a decimal comma (math-verify reads 0.111), not 111.
+_NUMBER = r"(?:(?:[1-9]\d{0,2}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
 _FAST = re.compile(
     rf"(?P<sign>[+-]?)(?:"
     rf"(?P<num>{_NUMBER})"

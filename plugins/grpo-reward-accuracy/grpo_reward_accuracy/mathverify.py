@@ -8,7 +8,10 @@ per-sample budget is the guard instead: a sample that runs past it has its worke
 recorded as ``timeout``.
 
 Answers are handed over wrapped in ``$...$`` so bare LaTeX (``6\\sqrt{2}``, as most data sets
-write their answer column) is read as LaTeX; TRL's own reward reads such a gold as ``6``.
+write their answer column) is read as LaTeX; TRL's own reward reads such a gold as ``6``. Where
+the reward's own reading of a completion may be the wrong one (several boxes, prose, unusual
+number formats, relations), ``equal_completion`` lets math-verify read the completion itself,
+with the extraction graders use: LaTeX with ``\\boxed{}`` first, then plain expressions.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ def _math_verify() -> Any:
 def _latex_config() -> tuple[Any, ...]:
     mv = _math_verify()
     return (mv.LatexExtractionConfig(boxed_match_priority=0),)
+
+
+@lru_cache(maxsize=1)
+def _grading_config() -> tuple[Any, ...]:
+    # math-verify's default targets, with \boxed{} first: what lighteval and open-r1 grade with.
+    mv = _math_verify()
+    return (mv.LatexExtractionConfig(boxed_match_priority=0), mv.ExprExtractionConfig())
 
 
 def _as_latex(answer: str) -> str:
@@ -84,6 +94,35 @@ def equal(gold_text: str, gold_prose: bool, answer: str) -> tuple[bool, str]:
     mv = _math_verify()
     verdict = mv.verify(list(gold), parsed, timeout_seconds=None)
     return bool(verdict), _short(parsed[0])
+
+
+@reference_cache
+def gold_readings(text: str, prose: bool, raw: str) -> tuple[Any, ...] | None:
+    """The gold as ``parse_gold`` reads it, and as math-verify's default extraction reads the
+    column as written (`1,22` is 1.22 to it, `\\boxed{1} and \\boxed{2}` the set of both), where
+    that reading is sound: the column is delimited (``$``, ``\\boxed``) or has no LaTeX. A bare
+    ``8 + 4\\sqrt{3}`` is left out, since the default reading of it is ``4``."""
+    ours = parse_gold(text, prose) or ()
+    theirs: tuple[Any, ...] = ()
+    if "\\" not in raw or any(mark in raw for mark in ("$", "\\boxed", "\\(", "\\[")):
+        theirs = tuple(p for p in _math_verify().parse(raw, parsing_timeout=None) if not isinstance(p, str))
+    readings = ours + tuple(t for t in theirs if t not in ours)
+    return readings or None
+
+
+@reference_cache(maxsize=4096)
+def equal_completion(gold_text: str, gold_prose: bool, raw_gold: str, text: str) -> tuple[bool, str]:
+    """Whether math-verify, reading the completion ``text`` itself with the grading extraction,
+    finds the gold's answer in it (the gold read as ``gold_readings`` reads it); and what it read.
+    Cached per (gold, text)."""
+    gold = gold_readings(gold_text, gold_prose, raw_gold)
+    if gold is None:
+        return False, "[gold unparseable]"
+    mv = _math_verify()
+    parsed = mv.parse(text, extraction_config=_grading_config(), parsing_timeout=None)
+    if not parsed:
+        return False, "[unparseable]"
+    return bool(mv.verify(list(gold), parsed, timeout_seconds=None)), _short(parsed[0])
 
 
 @lru_cache(maxsize=1)
