@@ -225,6 +225,14 @@ class WarmupSection(_Section):
                           "working and answer).")
     learning_rate: float = Field(3e-3, gt=0)
     batch_size: int = Field(32, ge=1)
+    wrong_answers: float = Field(0.0, ge=0, le=1, description="Share of the warm-up's targets whose "
+                                 "answer_column is replaced by a wrong answer: the warm-up then teaches the "
+                                 "format but leaves the answers partly wrong, and GRPO's accuracy reward has "
+                                 "work to do.")
+    answer_column: str = Field("answer", description="The column wrong_answers replaces.")
+    wrong_column: str | None = Field(None, description="The column that holds a row's wrong answer "
+                                     "(builtin:arithmetic: near_miss, the answer plus one); unset: another "
+                                     "row's answer.")
 
 
 class BackendSection(_Section):

@@ -112,7 +112,7 @@ ARITHMETIC = DatasetSpec(
         Param("max_operand", "int", 20, "The largest operand; larger is harder."),
         Param("operations", "str", "+-", "The operations to draw from: any of + - *."),
     ),
-    columns=("answer", "working"),
+    columns=("answer", "expression", "working", "near_miss"),
     rewards=("accuracy", "format"),
     plugin="grpo-host",
 )

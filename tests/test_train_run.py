@@ -56,7 +56,8 @@ def test_default_learns(tmp_path, cache_env):
     took = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     rows = records(out)
-    assert [r["step"] for r in rows] == list(range(1, 201))
+    # One logged step per generation round; each round's completions serve num_iterations (2) steps.
+    assert [r["step"] for r in rows] == list(range(1, 201, 2))
     check_contract(rows, per_step=64)
     fifth = len(rows) // 5
 
@@ -64,7 +65,8 @@ def test_default_learns(tmp_path, cache_env):
         return sum(r[key] for r in part) / len(part)
 
     first_acc, last_acc = mean("rewards/accuracy/mean", rows[:fifth]), mean("rewards/accuracy/mean", rows[-fifth:])
-    assert last_acc > first_acc + 0.04, (first_acc, last_acc)  # measured: 0.229 -> 0.305
+    assert last_acc >= first_acc + 0.15, (first_acc, last_acc)  # measured: MEASURED_ACC
+    assert rows[0]["rewards/accuracy/mean"] < 0.4  # the warm-up left most sums wrong: GRPO had work to do
     assert mean("rewards/format/mean", rows[-fifth:]) >= 0.5
     summary = json.loads((out / "run.json").read_text())
     assert summary["final_step"] == 200
@@ -74,12 +76,15 @@ def test_default_learns(tmp_path, cache_env):
     provenance = json.loads((out / "reward_provenance.json").read_text())
     assert [p["name"] for p in provenance] == list(REWARDS)
     assert all(p["plugin"].startswith("grpo-reward-") and p["params_hash"] for p in provenance)
-    # Readable from step 1: the last step's samples mostly carry an answer block.
-    last = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    last = [s for s in last if s["step"] == 200]
+    # Readable: the last logged step's samples mostly carry an answer block.
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    last = [s for s in samples if s["step"] == rows[-1]["step"]]
+    assert last
     assert sum("<answer>" in s["completion"] and "</answer>" in s["completion"] for s in last) * 2 >= len(last)
     assert "reward rose from" in proc.stdout and str(out / "report.html") in proc.stdout
     assert "first fifth -> last fifth" in proc.stdout and "before and after GRPO" in proc.stdout
+    accuracy_line = next(line for line in proc.stdout.splitlines() if line.strip().startswith("accuracy "))
+    assert f"{first_acc:.3f} -> {last_acc:.3f}" in accuracy_line  # the console reports the same figures
     html = (out / "report.html").read_text()
     assert html.index("What GRPO changed") < html.index("Reward curves") < html.index("before and after")
     print(f"default: {took:.0f} s, accuracy {first_acc:.3f} -> {last_acc:.3f}")

@@ -43,3 +43,28 @@ def test_warm_up_lowers_the_loss_the_same_way_twice(tmp_path, monkeypatch):
     config, built, train = _built(tmp_path, monkeypatch, steps=0)
     assert warm_up(config, built, train, output_dir=tmp_path) is None
     assert not (tmp_path / WARMUP_FILE).exists()  # a stale summary of an earlier run goes
+
+
+def test_wrong_answers_take_the_named_column_or_another_rows(tmp_path, monkeypatch):
+    from grpo_host.training.warmup import warmup_examples
+
+    template = "<think>{expression} = {answer}</think> <answer>{answer}</answer>"
+    config, built, train = _built(tmp_path, monkeypatch, template=template, wrong_answers=1.0, wrong_column="near_miss")
+    decode = built.tokenizer.decode
+    targets = [decode(t, skip_special_tokens=True) for _, t in warmup_examples(config, built.tokenizer, train)]
+    rows = list(train)
+    assert targets == [f"<think>{r['expression']} = {r['near_miss']}</think> <answer>{r['near_miss']}</answer>"
+                       for r in rows]
+    assert all(int(r["near_miss"]) == int(r["answer"]) + 1 for r in rows)
+    config, built, train = _built(tmp_path, monkeypatch, template=template, wrong_answers=0.5)
+    examples = warmup_examples(config, built.tokenizer, train)
+    answers = [decode(t, skip_special_tokens=True).split("<answer>")[1].split("<")[0] for _, t in examples]
+    wrong = sum(a != r["answer"] for a, r in zip(answers, rows, strict=True))
+    # Half replaced by another row's answer, of which some happen to be right: well above none, below half.
+    assert 0.3 * len(rows) < wrong < 0.5 * len(rows), wrong
+    assert examples == warmup_examples(config, built.tokenizer, train)  # seeded: the same targets each time
+    config, built, train = _built(tmp_path, monkeypatch, wrong_answers=0.5, wrong_column="guess")
+    with pytest.raises(ConfigError, match=r"warmup.wrong_column 'guess' is not a column.*wrong_answers: 0"):
+        warmup_examples(config, built.tokenizer, train)
+    with pytest.raises(ConfigError):
+        load_config(None, {"warmup": {"wrong_answers": 1.5}})

@@ -8,8 +8,9 @@ chat template and the reasoning/answer tags as single tokens. Both are built onc
 goes to a temporary folder that is renamed into place, so processes that race to build it
 never see half a model.
 
-``builtin:arithmetic`` generates ``{"prompt", "answer", "working"}`` rows ("What is 12 + 7?", "19",
-"12 + 7 = 19"); ``working`` is the worked step the warm-up's target completion shows.
+``builtin:arithmetic`` generates ``{"prompt", "answer", "expression", "working", "near_miss"}``
+rows ("What is 12 + 7?", "19", "12 + 7", "12 + 7 = 19", "20"); the warm-up's target completion is
+built from them (``near_miss``, the answer plus one, is the wrong answer the default teaches it).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def arithmetic_rows(
     for _ in range(int(n)):
         a, b, op = rng.randint(0, max_operand), rng.randint(0, max_operand), rng.choice(operations)
         answer = str(OPERATIONS[op](a, b))
-        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": answer, "working": f"{a} {op} {b} = {answer}"})
+        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": answer, "expression": f"{a} {op} {b}",
+                     "working": f"{a} {op} {b} = {answer}", "near_miss": str(int(answer) + 1)})
     return rows
 
 

@@ -47,9 +47,21 @@ def warmup_examples(config: RunConfig, tokenizer: Any, dataset: Any) -> list[tup
             "Set warmup.template to a target completion over those columns, e.g. "
             "'<think>{solution}</think> <answer>{answer}</answer>', or warmup.steps: 0 to train without a warm-up"
         )
+    if section.wrong_answers:
+        for key, column in (("answer_column", section.answer_column), ("wrong_column", section.wrong_column)):
+            if column is not None and column not in dataset.column_names:
+                raise ConfigError(
+                    f"warmup.{key} {column!r} is not a column of the data ({', '.join(dataset.column_names)}); "
+                    "name a column the data has, or set warmup.wrong_answers: 0"
+                )
     eos = tokenizer.eos_token_id
+    answers = list(dataset[section.answer_column]) if section.wrong_answers else []
+    rng = random.Random(config.seed)
     examples = []
     for row in dataset:
+        if answers and rng.random() < section.wrong_answers:
+            wrong = row[section.wrong_column] if section.wrong_column else answers[rng.randrange(len(answers))]
+            row = {**row, section.answer_column: wrong}
         prompt = row["prompt"]
         if isinstance(prompt, list):
             prompt = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
