@@ -53,7 +53,8 @@ def build(mode: str, tiny: bool):
     sets = list(MODES[mode]) + ([] if tiny else [f"model.builtin.{k}={v}" for k, v in SHAPE_05B.items()])
     config = load_config(None, parse_sets(sets))
     built = build_model(config, 0 if torch.cuda.is_available() else None)
-    model = get_peft_model(built.model, built.peft_config)
+    base = built.model if built.quantized or not torch.cuda.is_available() else built.model.to("cuda")
+    model = get_peft_model(base, built.peft_config)
     gen = torch.Generator().manual_seed(0)
     for name, p in model.named_parameters():
         if "lora_B" in name:  # as after training: zero B would make every path the base model

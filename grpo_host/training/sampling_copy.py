@@ -74,6 +74,8 @@ class MergedSampler:
             model = AutoModelForCausalLM.from_config(config, dtype=dtype,
                                                      attn_implementation=base.config._attn_implementation)
         self.model = model.to_empty(device=device).eval().requires_grad_(False)
+        for t in [*self.model.parameters(), *self.model.buffers()]:  # no stale device memory, ever
+            t.data.zero_()
         self.model.tie_weights()  # to_empty gave the tied head its own (unset) tensor
         self.model.generation_config = _copy.deepcopy(base.generation_config)
         self.peft_model = peft_model
@@ -91,6 +93,10 @@ class MergedSampler:
             if src is not None and src.shape == buf.shape:
                 buf.copy_(src)
         self.refresh()
+        bad = [n for n, t in [*self.model.named_parameters(), *self.model.named_buffers()]
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if bad:
+            raise ValueError(f"the merged sampling copy has non-finite values in {bad[:5]}")
 
     def refresh(self) -> None:
         """Write base + adapter deltas into the copy, in place (fixed addresses for CUDA graphs)."""

@@ -388,7 +388,7 @@ def apply_generation_speed(trainer: Any, config: RunConfig, built: Any) -> dict[
         kwargs = getattr(trainer, "generation_kwargs", None)
         if isinstance(kwargs, dict):  # TRL's copy of the same settings (used on transformers < 5)
             kwargs["cache_implementation"] = "static"
-        if hasattr(gen, "max_cache_len"):
+        if hasattr(gen, "max_cache_len") and os.environ.get("GRPO_HOST_STATIC_CACHE_LEN", "").lower() != "off":
             gen.max_cache_len = static_cache_length(trainer)
             result["max_cache_len"] = gen.max_cache_len
         if built.peft_config is not None:
