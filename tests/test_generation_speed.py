@@ -256,6 +256,7 @@ def _greedy(trainer, rows):
     return ids
 
 
+@pytest.mark.slow
 def test_lora_samples_from_a_merged_copy_outside_the_trained_model(lora_merged):
     default, fast, _, choice = lora_merged
     assert choice["path"] == "static" and choice["sampling"] == "merged copy", choice
@@ -268,6 +269,7 @@ def test_lora_samples_from_a_merged_copy_outside_the_trained_model(lora_merged):
     assert all(not p.requires_grad for p in sampler.model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["lora_merged", "lora_adapters"])
 def test_lora_greedy_tokens_are_the_same_with_and_without_the_fast_path(which, request):
     import torch
@@ -301,6 +303,7 @@ def test_lora_greedy_tokens_are_the_same_with_and_without_the_fast_path(which, r
                     p.div_(-1.5)
 
 
+@pytest.mark.slow
 def test_lora_loss_log_probs_and_adapter_gradients_are_equal_with_and_without_the_fast_path(lora_merged):
     import torch
 
@@ -332,6 +335,7 @@ def test_lora_loss_log_probs_and_adapter_gradients_are_equal_with_and_without_th
     torch.testing.assert_close(grads_a, grads_b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_lora_the_merged_copy_holds_base_plus_the_adapters_deltas(lora_merged):
     import torch
 
@@ -349,6 +353,7 @@ def test_lora_the_merged_copy_holds_base_plus_the_adapters_deltas(lora_merged):
     assert checked >= 2
 
 
+@pytest.mark.slow
 def test_lora_sampling_falls_back_to_the_adapters_where_a_copy_cannot_serve(tmp_path_factory, monkeypatch):
     """DoRA cannot be merged this way; a copy larger than half the free GPU memory is not taken;
     a bad override is refused."""
