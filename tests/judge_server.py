@@ -65,7 +65,9 @@ class JudgeServer:
                 await asyncio.sleep(reply.delay)
             if reply.status != 200:
                 headers = {"Retry-After": reply.retry_after} if reply.retry_after else None
-                return JSONResponse({"error": {"message": "scripted failure"}}, status_code=reply.status, headers=headers)
+                return JSONResponse(
+                    {"error": {"message": "scripted failure"}}, status_code=reply.status, headers=headers
+                )
             return JSONResponse(_chat(reply.text))
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
@@ -73,7 +75,9 @@ class JudgeServer:
     def __enter__(self) -> JudgeServer:
         import uvicorn
 
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -88,6 +92,22 @@ class JudgeServer:
         self.server.should_exit = True
         self.server.force_exit = True  # hanging handlers must not hold the test up
         self.thread.join(timeout=10)
+
+
+def rule_judge(completion: str, prompt: str) -> Reply:
+    """A judge by rule, for the served golden cases: correctness compares the completion's last
+    number with the reference answer; groundedness wants every number of the completion in the
+    document. Full marks or none."""
+    numbers = re.findall(r"\d+", completion)
+    if "Reference answer:\n" in prompt:
+        reference = prompt.split("Reference answer:\n", 1)[1].split("\n", 1)[0].strip()
+        right = bool(numbers) and numbers[-1] == reference
+    elif "Document:\n" in prompt:
+        document = prompt.split("Document:\n", 1)[1].split("\n\nQuestion:", 1)[0]
+        right = all(n in re.findall(r"\d+", document) for n in numbers)
+    else:
+        right = False
+    return Reply(text=f"Checked against the rubric.\nScore: {10 if right else 0}")
 
 
 def _chat(text: str) -> dict:

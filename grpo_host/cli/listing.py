@@ -63,7 +63,7 @@ def rewards_cmd(as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for s in rewards:
         params = [f"{p.name}: {p.annotation} = {p.default!r}" for p in s.params.values()]
-        params.append(f"timeout = {s.default_timeout:g}, weight = 1.0")
+        params.append(", ".join(f"{k} = {v:g}" for k, v in s.host_param_defaults().items()))
         table.add_row(s.name, s.plugin, s.plugin_version, s.description, "\n".join(params))
     console().print(table)
 

@@ -92,13 +92,17 @@ class ChatClient:
         if client is None or client.is_closed:
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout),
-                limits=httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections),
+                limits=httpx.Limits(
+                    max_connections=self._max_connections, max_keepalive_connections=self._max_connections
+                ),
                 headers=self._headers,
             )
             self._clients = {id(loop): client}  # an earlier loop is gone: its client with it
         return client
 
-    async def complete(self, messages: list[dict[str, str]], temperature: float, max_tokens: int, seed: int) -> str:
+    async def complete(
+        self, messages: list[dict[str, str]], temperature: float, max_tokens: int, seed: int
+    ) -> str:
         """The judge's reply text, from the cache or the server."""
         key = ReplyCache.key(self.url, self.model, messages, temperature, max_tokens, seed)
         cached = CACHE.get(key)
@@ -136,7 +140,9 @@ class ChatClient:
                 retry_after = response.headers.get("retry-after")
                 continue
             if response.status_code >= 400:
-                raise JudgeError(f"judge at {self.url} answered HTTP {response.status_code}: {_snippet(response.text)}")
+                raise JudgeError(
+                    f"judge at {self.url} answered HTTP {response.status_code}: {_snippet(response.text)}"
+                )
             return _reply_text(response, self.url)
         raise JudgeError(f"judge at {self.url} failed after {self.retries + 1} attempt(s); last: {last}")
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import grpo_host
 
-DEFAULT_SCORE = re.compile(r"score\s*(?:\(\s*0\s*-\s*\d+\s*\))?\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+DEFAULT_SCORE = re.compile(
+    r"score\s*(?:\(\s*0\s*-\s*\d+\s*\))?\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE
+)
 LAST_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # How much of the judge prompt a sample's details keep: enough to see the rubric and the
 # completion in `try-reward --explain`, bounded so samples.jsonl stays small.
@@ -65,7 +67,9 @@ class LLMJudge:
         if not max_score > 0:
             raise ValueError(f"llm-judge: max_score must be positive, not {max_score}")
         if samples < 1 or retries < 0 or max_tokens < 1 or not request_timeout > 0:
-            raise ValueError("llm-judge: samples and max_tokens must be at least 1, retries at least 0, request_timeout positive")
+            raise ValueError(
+                "llm-judge: samples and max_tokens must be at least 1, retries at least 0, request_timeout positive"
+            )
         api_key = None
         if api_key_env:
             if api_key_env.startswith(("sk-", "hf_")) or len(api_key_env) > 64:
@@ -75,7 +79,9 @@ class LLMJudge:
                 )
             api_key = os.environ.get(api_key_env)
             if not api_key:
-                raise ValueError(f"llm-judge: api_key_env names {api_key_env}, which is not set in the environment")
+                raise ValueError(
+                    f"llm-judge: api_key_env names {api_key_env}, which is not set in the environment"
+                )
         self.template = template
         template_fields(template_text(template))  # bad template: fail when built, not per sample
         self.system, self.max_score = system, float(max_score)
@@ -91,9 +97,15 @@ class LLMJudge:
             {"role": "user", "content": judge_prompt}
         ]
         replies = await asyncio.gather(
-            *(self.client.complete(messages, self.temperature, self.max_tokens, seed) for seed in range(self.samples))
+            *(
+                self.client.complete(messages, self.temperature, self.max_tokens, seed)
+                for seed in range(self.samples)
+            )
         )
-        details: dict[str, Any] = {"judge_prompt": _clip(judge_prompt), "reply": replies[0] if len(replies) == 1 else replies}
+        details: dict[str, Any] = {
+            "judge_prompt": _clip(judge_prompt),
+            "reply": replies[0] if len(replies) == 1 else replies,
+        }
         values = [self.parse(reply) for reply in replies]
         details["judge_scores"] = values
         return grpo_host.Score(sum(values) / len(values) / self.max_score, details)
@@ -113,7 +125,9 @@ class LLMJudge:
         except ValueError:
             raise ValueError(f"the judge's score {text!r} is not a number (reply: {reply!r})") from None
         if not 0 <= value <= self.max_score:
-            raise ValueError(f"the judge's score {value:g} is outside 0..{self.max_score:g} (reply: {reply!r})")
+            raise ValueError(
+                f"the judge's score {value:g} is outside 0..{self.max_score:g} (reply: {reply!r})"
+            )
         return value
 
 

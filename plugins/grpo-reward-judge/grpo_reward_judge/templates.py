@@ -97,7 +97,9 @@ def template_fields(text: str) -> list[str]:
     try:
         return [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
-        raise TemplateError(f"template has bad braces ({exc}); write literal braces as {{{{ and }}}}") from None
+        raise TemplateError(
+            f"template has bad braces ({exc}); write literal braces as {{{{ and }}}}"
+        ) from None
 
 
 def delimit(completion: str) -> tuple[str, str, str]:
@@ -130,7 +132,16 @@ def render(template: str, prompt: Any, completion: str, columns: Mapping[str, An
         "max_score": _number(max_score),
         "guard": _INSTRUCTION_GUARD.format(open=open_tag, close=close_tag),
     }
-    return text.format_map(values)
+    return _sendable(text.format_map(values))
+
+
+def _sendable(text: str) -> str:
+    """Lone surrogates (a broken decode upstream) cannot travel as JSON UTF-8: U+FFFD instead."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _text(value: Any) -> str:
