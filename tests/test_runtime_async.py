@@ -218,6 +218,28 @@ def test_hostile_coroutines_end_as_their_own_outcomes(manager):
     assert elapsed < 8, elapsed
 
 
+def test_a_worker_whose_loop_was_thrown_away_scores_the_next_chunk(manager):
+    """`stubborn` swallows every cancellation, so its loop is discarded at the chunk's end; the
+    same worker's next chunks get a fresh loop and exact scores."""
+    with RewardRuntime([bound(manager, "wait", timeout=0.5)], workers=1) as runtime:
+        first = runtime.score(prepare_samples(["stubborn", "spawn", "1:0.01"]))["wait"]
+        again = runtime.score(prepare_samples(["0.5:0.01", "spawn", "0.25:0.2"]))["wait"]
+        assert outcomes(first) == ["timeout", 0.5, 1.0]
+        assert outcomes(again) == [0.5, 0.5, 0.25]
+        assert runtime.replaced_workers == 0 and len(runtime._all) == 1
+
+
+def test_run_config_takes_concurrency():
+    from pydantic import ValidationError
+
+    from grpo_host.config import RewardEntry
+
+    assert RewardEntry(name="llm-judge", concurrency=8).to_item()["concurrency"] == 8
+    assert "concurrency" not in RewardEntry(name="llm-judge").to_item()
+    with pytest.raises(ValidationError):
+        RewardEntry(name="llm-judge", concurrency=0)
+
+
 def test_a_coroutine_that_blocks_the_loop_gets_its_worker_killed(manager):
     completions = ["1:0.1", "block", "0.5:0.1", "0.25:0.2"]
     start = time.monotonic()

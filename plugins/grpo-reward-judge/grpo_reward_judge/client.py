@@ -74,14 +74,14 @@ class ChatClient:
         timeout: float,
         retries: int,
         backoff: float,
-        max_connections: int = 64,
+        max_keepalive: int = 64,
     ):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
         self._headers = {"Content-Type": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._max_connections = max_connections
+        self._max_keepalive = max_keepalive
         self._clients: dict[int, Any] = {}
 
     def _client(self) -> Any:
@@ -92,9 +92,7 @@ class ChatClient:
         if client is None or client.is_closed:
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout),
-                limits=httpx.Limits(
-                    max_connections=self._max_connections, max_keepalive_connections=self._max_connections
-                ),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=self._max_keepalive),
                 headers=self._headers,
             )
             self._clients = {id(loop): client}  # an earlier loop is gone: its client with it

@@ -2,10 +2,10 @@
 
 The score is ``N / max_score`` where N is the number the judge's reply ends with
 (``Score: N``, or else the last number in the reply). An async reward: a judge call waits on
-the network, so the runtime awaits many samples at once in one worker (host param
-``concurrency``, default 32) under the usual per-sample ``timeout``. A reply without a number,
-a number outside ``0..max_score``, or a server that keeps failing after the retries is the
-sample's ``error``, with the reply or the failure shown: never a silent 0.
+the network, so the runtime awaits many samples at once (host param ``concurrency``, default
+32, shared among the workers), each under the usual per-sample ``timeout``. A reply without a
+number, a number outside ``0..max_score``, or a server that keeps failing after the retries is
+the sample's ``error``, with the reply or the failure shown: never a silent 0.
 """
 
 from __future__ import annotations
