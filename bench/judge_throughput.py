@@ -8,6 +8,7 @@ default), as a served judge model would. Side by side, alternating in each round
   real runtime (worker pool, per-sample budgets), called as TRL calls a reward function;
 - `grpo-host c=1`: the same with `concurrency=1`: one judge call at a time, what a sync judge
   reward would do (the ratio's base);
+- `grpo-host c=n`: concurrency = the batch size, as unbounded as the peer;
 - `hand-written async`: the peer, an `async def` TRL reward function as its docs suggest
   (httpx.AsyncClient, asyncio.gather over the whole batch, no budgets, no retries), awaited on
   a daemon event loop the way TRL 1.16 awaits async reward functions.
@@ -129,10 +130,14 @@ def main() -> None:
         "grpo-host c=1": grpo_host.load_rewards(
             [{"name": "llm-judge", "params": {**common, "concurrency": 1}}], workers=args.workers
         )[0],
+        "grpo-host c=n": grpo_host.load_rewards(
+            [{"name": "llm-judge", "params": {**common, "concurrency": args.n}}], workers=args.workers
+        )[0],
     }
     for name, fn in rewards.items():
         bound = fn.reward_set.rewards[0]
-        assert bound.timeout == 120.0 and bound.concurrency == (1 if name.endswith("c=1") else 32), bound
+        want = {"grpo-host c=32": 32, "grpo-host c=1": 1, "grpo-host c=n": args.n}[name]
+        assert bound.timeout == 120.0 and bound.concurrency == want, bound
     peer = hand_written_reward(base_url)
     loop = daemon_loop()
     print(f"cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f}, workers: {args.workers or 'default'}")
@@ -144,6 +149,7 @@ def main() -> None:
             sizes = {
                 "grpo-host c=32": args.n,
                 "grpo-host c=1": max(4, min(32, round(4 / latency))),
+                "grpo-host c=n": args.n,
                 "hand-written async": args.n,
             }
             for round_ in range(args.rounds):
@@ -169,7 +175,7 @@ def main() -> None:
     print("\n| latency | side | completions/s (median) | ratio to c=1 |\n|---|---|---|---|")
     for latency in args.latency:
         base = statistics.median(results[(latency, "grpo-host c=1")])
-        for mode in ("grpo-host c=32", "grpo-host c=1", "hand-written async"):
+        for mode in ("grpo-host c=32", "grpo-host c=1", "grpo-host c=n", "hand-written async"):
             rate = statistics.median(results[(latency, mode)])
             print(f"| {latency:g} s | {mode} | {rate:.2f} | {rate / base:.2f}x |")
 

@@ -30,6 +30,9 @@ ASYNC_REWARDS = """
     @grpo_host.reward(name="wait", timeout=5.0)
     async def wait(completion: str, **columns):
         '''"VALUE:SECONDS": awaits, then scores VALUE; other words misbehave.'''
+        if columns.get("log"):  # who was scored how often
+            with open(columns["log"], "a") as f:
+                print(completion, file=f)
         if completion == "raise":
             await asyncio.sleep(0.01)
             raise ValueError("no score for you")
@@ -42,6 +45,9 @@ ASYNC_REWARDS = """
                 except asyncio.CancelledError:
                     pass
         if completion == "block":  # blocks the event loop itself
+            time.sleep(600)
+        if completion == "lateblock":  # awaits a while, then blocks the loop
+            await asyncio.sleep(1.5)
             time.sleep(600)
         if completion == "nan":
             return math.nan
@@ -250,6 +256,23 @@ def test_a_coroutine_that_blocks_the_loop_gets_its_worker_killed(manager):
     assert "worker was killed" in rows[1].details["error"]
     assert replaced == 1
     assert elapsed < 15, elapsed
+
+
+@pytest.mark.slow
+def test_a_late_blocker_after_results_streamed_back(manager, tmp_path):
+    """The front of the chunk is sent back while the rest waits (after 1 s); then a sample
+    blocks the loop: it alone is blamed, what was sent stands, the rest is scored again."""
+    completions = ["1:1.2", "0.5:0.1", "lateblock", "0.25:0.1", "0.75:2.0"]
+    log = tmp_path / "scored.txt"
+    with RewardRuntime([bound(manager, "wait", timeout=2.5)], workers=1) as runtime:
+        rows = runtime.score(prepare_samples(completions, {"log": [str(log)] * 5}))["wait"]
+        replaced, stale = runtime.replaced_workers, runtime.stale_replies
+    assert outcomes(rows) == [1.0, 0.5, "timeout", 0.25, 0.75]
+    assert "worker was killed" in rows[2].details["error"]
+    assert replaced == 1 and stale == 0
+    scored = log.read_text().splitlines()
+    # Sent before the kill: not scored again. The blocker: not again either. The rest: twice.
+    assert [scored.count(c) for c in completions] == [1, 1, 1, 2, 2], scored
 
 
 def test_exits_kill_only_their_sample(manager):
