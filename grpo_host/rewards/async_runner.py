@@ -165,9 +165,10 @@ class AsyncRunner:
         loop, self._loop = self._loop, None
         if loop is not None and not loop.is_closed():
             try:
-                self._end_stragglers(loop)
-                if not loop.is_closed():
-                    loop.run_until_complete(loop.shutdown_asyncgens())
+                if _running_loop() is None:  # inside another loop this thread cannot run ours
+                    self._end_stragglers(loop)
+                    if not loop.is_closed():
+                        loop.run_until_complete(loop.shutdown_asyncgens())
             except BaseException:  # noqa: BLE001
                 pass
             if not loop.is_closed():
