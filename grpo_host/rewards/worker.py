@@ -449,13 +449,17 @@ def _score_async(
     start = time.monotonic()
     publish(0, start)
     if batched:
-        raw = runner.score_batch(score, samples, timeout * n, publish)
+        try:
+            raw = runner.score_batch(score, samples, timeout * n, publish)
+            raw = raw if isinstance(raw, (TimedOut, BaseException)) else list(raw)
+        except BaseException as exc:  # noqa: BLE001 - the chunk's error, not the worker's end
+            raw = exc
         seconds = time.monotonic() - start
         if isinstance(raw, TimedOut):
             return 0, [("timeout", None, {"error": raw.describe()}, seconds / max(n, 1))] * n
         if isinstance(raw, BaseException):
             return 0, _batch_rows([raw] * n, n, seconds, memory_mb, name)
-        return 0, _batch_rows(list(raw), n, seconds, memory_mb, name)
+        return 0, _batch_rows(raw, n, seconds, memory_mb, name)
     rows: list[tuple | None] = [None] * n
     sent = {"first": 0, "at": start}
 
@@ -470,13 +474,17 @@ def _score_async(
                 send(("results", task, first, rows[first:end]))
                 sent["first"], sent["at"] = end, now
 
-    runner.score_samples(
-        score, samples, timeout=timeout, concurrency=concurrency, finished=finished, progress=publish
-    )
+    lost = "lost result"
+    try:
+        runner.score_samples(
+            score, samples, timeout=timeout, concurrency=concurrency, finished=finished, progress=publish
+        )
+    except BaseException as exc:  # noqa: BLE001 - a failure of the loop itself: the unfinished samples'
+        from grpo_host.rewards.spec import conversion_error
+
+        lost = f"the async reward's event loop failed: {conversion_error(exc)}"
     first = sent["first"]
-    return first, [
-        r if r is not None else ("error", None, {"error": "lost result"}, 0.0) for r in rows[first:]
-    ]
+    return first, [r if r is not None else ("error", None, {"error": lost}, 0.0) for r in rows[first:]]
 
 
 def _end_chunk(state: _State) -> None:
