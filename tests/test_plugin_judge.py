@@ -319,3 +319,46 @@ def test_a_leaky_template_fails_the_served_injection_cases():
     assert (
         results["injection-ignore-previous"].score == 1.0 and not results["injection-ignore-previous"].passed
     )
+
+
+@pytest.mark.slow
+def test_train_with_the_judge(tmp_path):
+    """`grpo-host train` with llm-judge (its concurrency set in the run config) beside format:
+    TRL calls the set, the judge's scores reach metrics.jsonl, and every sample was judged."""
+    import json
+    import subprocess
+    import sys
+
+    with JudgeServer(lambda c, p: Reply(text="Score: 7", delay=0.1), free_port()) as server:
+        config = tmp_path / "run.yaml"
+        config.write_text(
+            "model: {id: 'builtin:tiny-qwen2', builtin: {hidden_size: 64, num_hidden_layers: 2}}\n"
+            "data: {source: 'builtin:arithmetic', builtin: {n: 64, seed: 0}}\n"
+            "rewards:\n"
+            "  - name: format\n"
+            "  - name: llm-judge\n"
+            "    timeout: 30\n"
+            "    concurrency: 4\n"
+            f"    params: {{base_url: '{server.base_url}', model: judge}}\n"
+            "grpo: {max_steps: 2, per_device_train_batch_size: 8, num_generations: 4, max_completion_length: 16}\n"
+            "output: {report: false}\n"
+        )
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "GRPO_HOST_CACHE": str(tmp_path / "cache")}
+        proc = subprocess.run(
+            [sys.executable, "-m", "grpo_host", "train", str(config), "--output-dir", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        judged = sum(server.requests.values())
+    rows = [
+        json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines() if line
+    ]
+    steps = [r for r in rows if "rewards/llm-judge/mean" in r]
+    assert len(steps) == 2
+    assert all(
+        r["rewards/llm-judge/mean"] == pytest.approx(0.7) and r["rewards/llm-judge/ok"] == 8 for r in steps
+    )
+    assert 8 <= judged <= 16  # 2 steps x 8 completions (a repeated one may come from the cache)
