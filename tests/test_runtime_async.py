@@ -46,6 +46,14 @@ ASYNC_REWARDS = """
                     pass
         if completion == "block":  # blocks the event loop itself
             time.sleep(600)
+        if completion == "spawnblock":  # a task it spawns blocks the loop
+            async def later():
+                await asyncio.sleep(0.2)
+                time.sleep(600)
+
+            asyncio.ensure_future(later())
+            await asyncio.sleep(1.0)
+            return 0.5
         if completion == "lateblock":  # awaits a while, then blocks the loop
             await asyncio.sleep(1.5)
             time.sleep(600)
@@ -256,6 +264,14 @@ def test_a_coroutine_that_blocks_the_loop_gets_its_worker_killed(manager):
     assert "worker was killed" in rows[1].details["error"]
     assert replaced == 1
     assert elapsed < 15, elapsed
+
+
+def test_a_task_spawned_by_a_sample_is_blamed_on_that_sample(manager):
+    """The blocker is a task the sample spawned: it is traced as the sample's work, so the
+    sample is blamed, not the oldest one in flight (sample 0)."""
+    results, replaced, _ = run(manager, ["1:0.5", "spawnblock", "0.25:0.1"], "wait", workers=1, timeout=1.0)
+    assert outcomes(results["wait"]) == [1.0, "timeout", 0.25]
+    assert replaced == 1
 
 
 @pytest.mark.slow

@@ -267,7 +267,9 @@ async def _drive(
             return
         context = contextvars.copy_context()
         context.run(_SAMPLE.set, index)
-        task = loop.create_task(_one(made, index, tracer), context=context)
+        # Created inside the sample's context, the task runs in a copy of it (create_task's
+        # `context=` is 3.11+), so the tasks it spawns inherit the sample too.
+        task = context.run(loop.create_task, _one(made, index, tracer))
         timer = None
         if timeout != float("inf"):
             timer = loop.call_at(started + timeout, end, index, TimedOut(timeout))
