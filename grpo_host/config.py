@@ -127,6 +127,8 @@ class RewardEntry(_Section):
     timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
     memory_mb: int | None = Field(None, ge=0, description="Memory cap per reward worker in MB (0: none; "
                                   "default: half the machine's memory shared by the workers, 1-4 GiB).")
+    concurrency: int | None = Field(None, ge=1, description="Async rewards only: samples awaited at once, "
+                                    "across the workers (default 32).")
     params: dict[str, Any] = Field(default_factory=dict)
     alias: str | None = Field(None, description="The name its metrics are logged under (to use a reward twice).")
 
@@ -141,6 +143,8 @@ class RewardEntry(_Section):
             item["timeout"] = self.timeout
         if self.memory_mb is not None:
             item["memory_mb"] = self.memory_mb
+        if self.concurrency is not None:
+            item["concurrency"] = self.concurrency
         if self.alias:
             item["alias"] = self.alias
         return item

@@ -127,15 +127,28 @@ def _print_explanations(bound: list[Any], samples: list[dict[str, Any]], per_row
             text = given.pop("completion", "")
             lines = [f"completion: {_clip(text)} ({len(text)} characters)"]
             lines += [f"{key}: {_clip(value)}" for key, value in given.items() if value is not None]
-            lines.append(f"params: {json.dumps(reward.params, default=repr)}  timeout={reward.timeout:g}s")
+            host = f"timeout={reward.timeout:g}s" + (f" concurrency={reward.concurrency}" if reward.spec.is_async else "")
+            lines.append(f"params: {json.dumps(reward.params, default=repr)}  {host}")
             out.print("  read      " + "\n            ".join(lines), markup=False, highlight=False)
             if result.details:
                 width = max(len(k) for k in result.details)
-                shown = [f"{k.ljust(width)} = {_clip(v)}" for k, v in result.details.items()]
+                shown = [f"{k.ljust(width)} = {_clip(v)}" for k, v in result.details.items() if not _is_text_block(v)]
+                # Text of several lines (a judge's rendered prompt and reply) is shown whole, as written.
+                for key, value in result.details.items():
+                    if _is_text_block(value):
+                        text = value if len(value) <= TEXT_BLOCK_LIMIT else value[:TEXT_BLOCK_LIMIT] + "\n[...]"
+                        shown.append(f"{key.ljust(width)} =\n" + "\n".join(f"{' ' * 12}| {line}" for line in text.splitlines()))
                 out.print("  compared  " + "\n            ".join(shown), markup=False, highlight=False)
             else:
                 out.print("  compared  (the reward attached no details; return grpo_host.Score(value, "
                           "extracted=..., gold=...) to show what it compared)", markup=False, highlight=False)
+
+
+TEXT_BLOCK_LIMIT = 8000
+
+
+def _is_text_block(value: Any) -> bool:
+    return isinstance(value, str) and "\n" in value
 
 
 def _clip(value: Any, limit: int = 160) -> str:

@@ -203,11 +203,13 @@ class Baseline:
 class RewardHarness:
     """Golden cases, conformance checks and probes of one reward, scored lazily and cached."""
 
-    def __init__(self, spec: RewardSpec, *, workers: int = DEFAULT_WORKERS):
+    def __init__(self, spec: RewardSpec, *, workers: int = DEFAULT_WORKERS, golden: GoldenFile | None = None):
+        """``golden`` replaces the reward's own golden file (cases made for a server a test
+        started, say)."""
         self.spec = spec
         self.workers = workers
         self._runtimes: dict[str, tuple[RewardRuntime, BoundReward]] = {}
-        self._golden: GoldenFile | None | bool = False  # False: not read yet
+        self._golden: GoldenFile | None | bool = False if golden is None else golden  # False: not read yet
         self._golden_results: dict[str, GoldenResult] | None = None
         self._conformance: dict[str, CheckResult] | None = None
         self._probes: dict[str, CheckResult] | None = None

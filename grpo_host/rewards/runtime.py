@@ -10,6 +10,13 @@ rest of its chunk runs again elsewhere. A worker that dies is replaced the same 
 sample is an ``error`` whatever its children do. Replies carry the task id of their chunk; a
 stale or duplicate one is dropped and counted. Nothing is ever turned into a silent 0, and
 ``score`` never raises for anything a reward does.
+
+An async reward (``async def``) is cut into as many chunks as it takes to share its
+``concurrency`` among the workers (ceil(n / concurrency) waves of waits, however many workers
+there are); each chunk's samples are awaited concurrently in its worker, which cancels a
+sample at the end of its budget itself. The host still watches the record: it names the
+sample whose step is running (or the oldest in flight), so a coroutine that blocks the loop
+gets its worker killed like any hung sample.
 """
 
 from __future__ import annotations
@@ -31,7 +38,14 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
 from grpo_host.errors import GrpoHostError
-from grpo_host.rewards.spec import HOST_PARAMS, OUTCOMES, RewardSpec, completion_text, sample_outcome
+from grpo_host.rewards.spec import (
+    DEFAULT_CONCURRENCY,
+    HOST_PARAMS,
+    OUTCOMES,
+    RewardSpec,
+    completion_text,
+    sample_outcome,
+)
 from grpo_host.rewards.worker import BUILDING, DONE, PROGRESS_SIZE, open_progress, read_progress
 
 # Importing a reward (math-verify, sympy) is not a sample's work; it gets its own budget.
@@ -45,6 +59,9 @@ MAX_BLAMELESS_RERUNS = 3
 # The default memory cap: half the machine's memory (or its cgroup's) shared by the workers,
 # within these bounds per worker. A reward can set its own with the host param memory_mb.
 DEFAULT_MEMORY_MB_RANGE = (1024, 4096)
+# An async worker cancels a sample at the end of its budget itself; the host kills the worker
+# only this much later, so the worker's own (cheaper, more precise) timeout wins the race.
+ASYNC_SLACK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,7 @@ class BoundReward:
     weight: float = 1.0
     alias: str = ""  # the name results are reported under (defaults to the spec's)
     memory_mb: int | None = None  # None: the runtime's default cap; 0: no cap
+    concurrency: int = DEFAULT_CONCURRENCY  # async rewards: samples awaited at once, in all
 
     @property
     def name(self) -> str:
@@ -67,12 +85,15 @@ class BoundReward:
         return self.spec.provenance(self.params)["params_hash"]
 
     def provenance(self) -> dict[str, Any]:
-        extra = {} if self.memory_mb is None else {"memory_mb": self.memory_mb}
+        extra: dict[str, Any] = {} if self.memory_mb is None else {"memory_mb": self.memory_mb}
+        if self.spec.is_async:
+            extra["concurrency"] = self.concurrency
         return {**self.spec.provenance(self.params), "timeout": self.timeout, "weight": self.weight, **extra}
 
 
 def bind_reward(spec: RewardSpec, params: Mapping[str, Any] | None = None, alias: str = "") -> BoundReward:
-    """Split host params (timeout, weight, memory_mb) from the reward's own and validate both."""
+    """Split host params (timeout, weight, memory_mb, concurrency) from the reward's own and
+    validate both."""
     params = dict(params or {})
     host = {k: params.pop(k) for k in HOST_PARAMS if k in params}
     try:
@@ -97,7 +118,30 @@ def bind_reward(spec: RewardSpec, params: Mapping[str, Any] | None = None, alias
                 f"reward {spec.name!r}: memory_mb must be a whole number of megabytes per worker "
                 f"(0 for no cap), not {host['memory_mb']!r}"
             )
-    return BoundReward(spec, spec.resolve_params(params), timeout, weight, alias, memory_mb)
+    concurrency = _concurrency(spec, host.get("concurrency"))
+    return BoundReward(spec, spec.resolve_params(params), timeout, weight, alias, memory_mb, concurrency)
+
+
+def _concurrency(spec: RewardSpec, value: Any) -> int:
+    if value is None:
+        return DEFAULT_CONCURRENCY
+    if not spec.is_async:
+        raise GrpoHostError(
+            f"reward {spec.name!r} is not async: the host param concurrency applies only to rewards "
+            "declared `async def`; remove it"
+        )
+    number = None
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None or not number.is_integer() or number < 1:
+        raise GrpoHostError(
+            f"reward {spec.name!r}: concurrency must be a whole number of samples awaited at once "
+            f"(at least 1), not {value!r}"
+        )
+    return int(number)
 
 
 def default_memory_mb(workers: int) -> int:
@@ -188,6 +232,7 @@ class Chunk:
     memory_mb: int | None = None  # the cap this chunk runs under
     done: int = 0  # how many of `indices` have results
     reruns: int = 0  # times re-run with no sample to blame
+    concurrency: int = 0  # an async reward's samples awaited at once in this chunk; 0: sync
 
 
 class Executor(Protocol):
@@ -415,6 +460,8 @@ class ProcessPool:
                         chunk.memory_mb or None,
                         bound.name,
                         chunk.samples,
+                        bound.timeout,
+                        chunk.concurrency,
                     )
                 )
             except (OSError, ValueError):  # an idle worker that died meanwhile: use another
@@ -550,6 +597,7 @@ class ProcessPool:
                 chunk.memory_mb,
                 0,
                 reruns,
+                chunk.concurrency,
             )
         )
 
@@ -567,7 +615,10 @@ class ProcessPool:
             # Finished, or between samples with the last one answered: its reply is on its way.
             return started + BUILD_BUDGET_S, True
         bound = chunk.reward
-        return started + bound.timeout * (len(chunk.indices) - chunk.done if bound.spec.batched else 1), False
+        budget = bound.timeout * (len(chunk.indices) - chunk.done if bound.spec.batched else 1)
+        if chunk.concurrency:  # the worker times its samples out itself; this catches a blocked loop
+            budget += ASYNC_SLACK_S
+        return started + budget, False
 
     def _wake_in(self) -> float:
         now = time.monotonic()
@@ -654,6 +705,7 @@ class RewardRuntime:
         self.totals = {r.name: dict.fromkeys(OUTCOMES, 0) for r in self.rewards}
         self.seconds = {r.name: 0.0 for r in self.rewards}
         self._inline: dict[str, Any] = {}
+        self._async_runner: Any = None  # the private event loop of async rewards scored inline
         self._finalizer = weakref.finalize(self, ProcessPool.kill_all, self.pool)
         atexit.register(self._finalizer)
 
@@ -707,6 +759,9 @@ class RewardRuntime:
 
     def close(self) -> None:
         self.pool.close()
+        if self._async_runner is not None:
+            self._async_runner.close()
+            self._async_runner = None
 
     def __enter__(self) -> RewardRuntime:
         return self
@@ -724,6 +779,11 @@ class RewardRuntime:
                 err = {"error": f"could not build reward: {type(exc).__name__}: {exc}"}
                 return [SampleResult("error", None, err) for _ in samples]
         state = _ProcessState()
+        if bound.spec.is_async:
+            try:
+                return self._score_inline_async(score, bound, samples)
+            finally:
+                state.restore()
         try:
             if bound.spec.batched:
                 start = time.perf_counter()
@@ -750,6 +810,46 @@ class RewardRuntime:
         finally:
             state.restore()
 
+    def _score_inline_async(self, score: Any, bound: BoundReward, samples: list[dict]) -> list[SampleResult]:
+        """An async reward in this process: awaited concurrently on a private loop, each sample
+        under its budget (cancellation is cooperative here: nothing kills a blocked loop)."""
+        from grpo_host.rewards.async_runner import AsyncRunner, TimedOut
+
+        if self._async_runner is None:
+            self._async_runner = AsyncRunner()
+        runner = self._async_runner
+        copies = [_private_copy(s) for s in samples]
+
+        def result(raw: Any, seconds: float) -> SampleResult:
+            if isinstance(raw, TimedOut):
+                return SampleResult("timeout", None, {"error": raw.describe()}, seconds)
+            return SampleResult(*_inline_outcome(raw), seconds)
+
+        try:
+            if bound.spec.batched:
+                start = time.perf_counter()
+                raw = runner.score_batch(score, copies, bound.timeout * len(copies))
+                per = (time.perf_counter() - start) / max(len(copies), 1)
+                if isinstance(raw, (TimedOut, BaseException)):
+                    return [result(raw, per) for _ in copies]
+                raws = list(raw)
+                if len(raws) != len(copies):
+                    raws = [ValueError(f"score_batch returned {len(raws)} scores for {len(copies)} samples")]
+                    raws *= len(copies)
+                return [result(r, per) for r in raws]
+            rows: list[SampleResult | None] = [None] * len(copies)
+
+            def finished(index: int, raw: Any, seconds: float) -> None:
+                rows[index] = result(raw, seconds)
+
+            runner.score_samples(
+                score, copies, timeout=bound.timeout, concurrency=bound.concurrency, finished=finished
+            )
+            return [r or SampleResult("error", None, {"error": "lost result"}) for r in rows]
+        except BaseException as exc:  # noqa: BLE001 - the trainer never sees a reward's exception
+            err = {"error": f"async reward failed: {type(exc).__name__}: {exc}"}
+            return [SampleResult("error", None, err) for _ in samples]
+
     # -- the pool --------------------------------------------------------------------------
     def _score_pooled(self, pooled: list[int], samples: list[dict], results: dict[str, list]) -> None:
         n = len(samples)
@@ -757,12 +857,38 @@ class RewardRuntime:
         wire = [_wire(s) for s in samples]
         for reward_index in pooled:
             bound = self.rewards[reward_index]
+            if bound.spec.is_async:
+                self._submit_async(reward_index, bound, wire)
+                continue
             step = n if bound.spec.batched else per_chunk
             for start in range(0, n, step):
                 stop = min(n, start + step)
                 self.pool.submit(Chunk(reward_index, bound, list(range(start, stop)), wire[start:stop]))
         for chunk, index, result in self.pool.collect():
             results[chunk.reward.name][index] = result
+
+    def _submit_async(self, reward_index: int, bound: BoundReward, wire: list[Any]) -> None:
+        """An async reward's chunks: its concurrency shared among at most one chunk per worker,
+        so the samples in flight never pass it, whatever the pool's size."""
+        n = len(wire)
+        if bound.spec.batched:
+            self.pool.submit(Chunk(reward_index, bound, list(range(n)), wire, concurrency=1))
+            return
+        parts = max(1, min(self.size, bound.concurrency, n))
+        share, extra = divmod(bound.concurrency, parts)
+        size, left = divmod(n, parts)
+        start = 0
+        for part in range(parts):
+            stop = start + size + (part < left)
+            chunk = Chunk(
+                reward_index,
+                bound,
+                list(range(start, stop)),
+                wire[start:stop],
+                concurrency=share + (part < extra),
+            )
+            self.pool.submit(chunk)
+            start = stop
 
 
 def _inline_outcome(raw: Any) -> tuple[str, float | None, dict]:

@@ -152,7 +152,13 @@ class RewardSet:
 
 
 class TRLReward:
-    """One reward of a set, callable the way TRL calls reward functions."""
+    """One reward of a set, callable the way TRL calls reward functions.
+
+    Always a sync callable, async rewards included: TRL calls sync reward functions in turn and
+    gathers ``async def`` ones on its own daemon event loop afterwards; the first of a set's
+    callables scores the batch with every reward (async ones awaited concurrently in the
+    workers), so nothing of ours runs on TRL's loop and the waits still overlap.
+    """
 
     def __init__(self, reward_set: RewardSet, name: str):
         self.reward_set = reward_set
