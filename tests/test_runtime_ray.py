@@ -448,3 +448,32 @@ def test_serve_rewards_with_executor_ray_scores_on_actors_across_the_cluster(clu
         except subprocess.TimeoutExpired:
             proc.kill()
     assert proc.returncode == 0, proc.stderr.read()
+
+
+# -- grpo-host train with runtime.executor: ray ------------------------------------------------------
+def test_train_scores_its_rewards_on_ray_actors(cluster, tmp_path):
+    from ray._private.state import state
+
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": cluster.address,
+        "GRPO_HOST_CACHE": str(tmp_path / "cache"),
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    before = {a["ActorID"] for a in state.actor_table(None).values() if a["ActorClassName"].endswith("RewardActor")}
+    out = tmp_path / "run"
+    args = ["--output-dir", str(out), "--set", "runtime.executor=ray", "--set", "runtime.workers=2",
+            "--set", "grpo.max_steps=1", "--set", "grpo.per_device_train_batch_size=8",
+            "--set", "grpo.num_generations=4", "--set", "grpo.max_completion_length=16",
+            "--set", "output.report=false", "--set", "output.save_model=false"]
+    proc = run_cli("train", *args, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert [r["step"] for r in rows] == [1]
+    for name in ("format", "accuracy", "length"):
+        assert sum(rows[-1][f"rewards/{name}/{o}"] for o in ("ok", "not_applicable", "error", "timeout")) == 8
+        assert rows[-1][f"rewards/{name}/error"] == 0
+    actors = [a for a in state.actor_table(None).values() if a["ActorClassName"].endswith("RewardActor")]
+    new = [a for a in actors if a["ActorID"] not in before]
+    assert len(new) == 2 and {a["State"] for a in new} == {"DEAD"}  # the run's two actors, stopped with it
+    assert len({a["Address"]["NodeID"] for a in new}) == 2  # one on each node

@@ -221,6 +221,8 @@ class RayExecutor:
         # Let each actor stop its worker (and remove its progress file) before it is killed.
         stops = []
         for actor in self.actors:
+            if actor.starting is not None:  # not up (perhaps never placed): nothing to stop yet
+                continue
             try:
                 stops.append(actor.handle.close.remote())
             except Exception:  # noqa: BLE001 - gone with its node
