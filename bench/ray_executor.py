@@ -99,7 +99,9 @@ def accuracy_batches(rounds: int) -> list[list[dict]]:
 
 def code_batches(rounds: int, programs: int) -> list[list[dict]]:
     rows = code_sandbox.tasks(programs, 3, seed=1)
-    samples = [{"completion": r["completion"], "input_output": r["input_output"], "messages": None} for r in rows]
+    samples = [
+        {"completion": r["completion"], "input_output": r["input_output"], "messages": None} for r in rows
+    ]
     return [samples] * rounds
 
 
@@ -145,7 +147,9 @@ def per_chunk(rounds: int, chunks: int, singles: int) -> dict:
             "one_sample_batch_us": statistics.median(one[name]) * 1e6,
         }
     results["ray_extra_per_chunk_us"] = results["ray"]["chunk_us"] - results["local"]["chunk_us"]
-    results["ray_extra_per_batch_us"] = results["ray"]["one_sample_batch_us"] - results["local"]["one_sample_batch_us"]
+    results["ray_extra_per_batch_us"] = (
+        results["ray"]["one_sample_batch_us"] - results["local"]["one_sample_batch_us"]
+    )
     print(
         f"per chunk (one worker, {chunks} one-sample chunks a batch): local {results['local']['chunk_us']:.0f} us, "
         f"ray {results['ray']['chunk_us']:.0f} us (+{results['ray_extra_per_chunk_us']:.0f} us); "
@@ -168,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     cluster = start_ray(args.nodes, args.workers)
-    print(f"Ray up in {time.perf_counter() - started:.1f} s ({args.nodes} node(s), {args.workers} CPUs)", flush=True)
+    print(
+        f"Ray up in {time.perf_counter() - started:.1f} s ({args.nodes} node(s), {args.workers} CPUs)",
+        flush=True,
+    )
     manager = get_plugin_manager()
     rows = []
     try:

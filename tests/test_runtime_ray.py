@@ -460,12 +460,21 @@ def test_train_scores_its_rewards_on_ray_actors(cluster, tmp_path):
         "GRPO_HOST_CACHE": str(tmp_path / "cache"),
         "CUDA_VISIBLE_DEVICES": "",
     }
-    before = {a["ActorID"] for a in state.actor_table(None).values() if a["ActorClassName"].endswith("RewardActor")}
+    before = {
+        a["ActorID"] for a in state.actor_table(None).values() if a["ActorClassName"].endswith("RewardActor")
+    }
     out = tmp_path / "run"
-    args = ["--output-dir", str(out), "--set", "runtime.executor=ray", "--set", "runtime.workers=2",
-            "--set", "grpo.max_steps=1", "--set", "grpo.per_device_train_batch_size=8",
-            "--set", "grpo.num_generations=4", "--set", "grpo.max_completion_length=16",
-            "--set", "output.report=false", "--set", "output.save_model=false"]
+    settings = {
+        "runtime.executor": "ray",
+        "runtime.workers": 2,
+        "grpo.max_steps": 1,
+        "grpo.per_device_train_batch_size": 8,
+        "grpo.num_generations": 4,
+        "grpo.max_completion_length": 16,
+        "output.report": "false",
+        "output.save_model": "false",
+    }
+    args = ["--output-dir", str(out), *(x for k, v in settings.items() for x in ("--set", f"{k}={v}"))]
     proc = run_cli("train", *args, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
