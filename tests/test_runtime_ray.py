@@ -327,6 +327,28 @@ def test_a_node_removed_mid_batch_is_error_for_its_chunk_and_later_batches_are_f
         assert node_id not in runtime.pool.nodes()
 
 
+def test_actors_the_cluster_cannot_place_never_hold_work(cluster, manager, monkeypatch):
+    from grpo_host.rewards import ray_executor
+
+    bound = bound_for(manager, ("rough", {}))
+    # Four actors asked of two CPUs: two come up and take every chunk; the others wait unplaced.
+    with RewardRuntime(bound, workers=4, executor="ray") as runtime:
+        rows = runtime.score(prepare_samples([str(i) for i in range(8)]))["rough"]
+        assert [(r.outcome, r.score) for r in rows] == [("ok", float(i)) for i in range(8)]
+        assert sum(runtime.pool.nodes().values()) == 2 and len(runtime.pool.actors) == 4
+    # No node has 8 CPUs: nothing can start, and the batch says why instead of waiting forever.
+    monkeypatch.setattr(ray_executor, "ACTOR_START_S", 2.0)
+    started = time.monotonic()
+    with RewardRuntime(
+        bound, workers=1, executor="ray", executor_options={"num_cpus_per_worker": 8}
+    ) as runtime:
+        rows = runtime.score(prepare_samples(["1", "2"]))["rough"]
+    assert time.monotonic() - started < 30
+    assert {r.outcome for r in rows} == {"error"}
+    assert "no Ray reward actor started within 2 s" in rows[0].details["error"]
+    assert "num_cpus_per_worker" in rows[0].details["error"]
+
+
 # -- settings -----------------------------------------------------------------------------------------
 def test_bad_executor_settings_fail_fast_with_what_to_do(cluster, manager):
     from grpo_host.config import ConfigError, validate_config

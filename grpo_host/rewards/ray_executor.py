@@ -310,7 +310,9 @@ class RayExecutor:
         try:
             rows, stale, replaced = self.ray.get(actor.ref)
         except Exception as exc:  # noqa: BLE001 - the actor or its node died (or Ray lost the reply)
-            self._lost(actor, f"reward actor died mid-chunk ({_first_line(exc)}); it was replaced")
+            died = isinstance(exc, self.ray.exceptions.RayActorError)
+            what = "died mid-chunk" if died else "failed on this chunk"
+            self._lost(actor, f"reward actor {what} ({_first_line(exc)}); it was replaced")
             return
         self.stale_replies += stale
         self.replaced_workers += replaced
