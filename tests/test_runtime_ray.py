@@ -258,7 +258,7 @@ def test_load_rewards_with_executor_ray_scores_as_trl_calls_it(cluster, manager)
 # -- actors and nodes that die -----------------------------------------------------------------------
 def test_an_actor_killed_mid_batch_is_error_for_its_chunk_and_is_replaced(cluster, manager):
     bound = bound_for(manager, ("rough", {"timeout": 20}))
-    batch = [f"{i}:1.5" for i in range(8)]  # 4 chunks of 2; each chunk takes 3 s
+    batch = [f"{i}:1.0" for i in range(8)]  # 4 chunks of 2; each chunk takes 2 s
     with RewardRuntime(bound, workers=2, executor="ray") as runtime:
         assert [r.score for r in runtime.score(prepare_samples(["0"]))["rough"]] == [0.0]
         for how in ("ray.kill", "os.kill"):
@@ -312,7 +312,7 @@ def test_a_node_removed_mid_batch_is_error_for_its_chunk_and_later_batches_are_f
         remover = threading.Thread(target=remove)
         remover.start()
         started = time.monotonic()
-        rows = runtime.score(prepare_samples([f"{i}:2" for i in range(6)]))["rough"]
+        rows = runtime.score(prepare_samples([f"{i}:1.5" for i in range(6)]))["rough"]
         remover.join()
         elapsed = time.monotonic() - started
         for i, row in enumerate(rows):
