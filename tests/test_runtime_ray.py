@@ -193,6 +193,16 @@ def busy_actors(runtime, count: int, within: float = 60.0):
     raise AssertionError(f"fewer than {count} actors got a chunk within {within} s")
 
 
+def all_up(runtime, count: int, within: float = 90.0) -> dict[str, int]:
+    """Actors per node once `count` are up. Only an actor that is up takes chunks, so a quick
+    batch may finish on the first one; slow ones give the others time to start."""
+    deadline = time.monotonic() + within
+    while sum(runtime.pool.nodes().values()) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} actors up within {within} s"
+        runtime.score(prepare_samples(["0:0.3"] * (2 * count)))
+    return runtime.pool.nodes()
+
+
 # -- the same results as the local pool --------------------------------------------------------------
 def test_hostile_batch_gives_the_local_pools_outcomes_scores_and_details(cluster, manager):
     completions = [c for c, _, _ in ROUGH]
@@ -289,7 +299,8 @@ def test_an_actor_killed_mid_batch_is_error_for_its_chunk_and_is_replaced(cluste
         assert before >= 2
         rows = runtime.score(prepare_samples([f"{i}:0.1" for i in range(8)]))["rough"]
         assert [(r.outcome, r.score) for r in rows] == [("ok", float(i)) for i in range(8)]
-        assert len(runtime.pool.nodes()) == 2 and runtime.replaced_workers == before
+        assert runtime.replaced_workers == before
+        assert len(all_up(runtime, 2)) == 2  # the replacements spread over both nodes again
 
 
 def test_a_node_removed_mid_batch_is_error_for_its_chunk_and_later_batches_are_fine(cluster, manager):
@@ -298,8 +309,8 @@ def test_a_node_removed_mid_batch_is_error_for_its_chunk_and_later_batches_are_f
     node_id = node.node_id
     bound = bound_for(manager, ("rough", {"timeout": 30}))
     with RewardRuntime(bound, workers=3, executor="ray") as runtime:
-        runtime.score(prepare_samples(["0"] * 6))
-        assert node_id in runtime.pool.nodes() and len(runtime.pool.nodes()) == 3, runtime.pool.nodes()
+        nodes = all_up(runtime, 3)
+        assert node_id in nodes and len(nodes) == 3, nodes
         lost: dict = {}
 
         def remove():
@@ -335,7 +346,7 @@ def test_actors_the_cluster_cannot_place_never_hold_work(cluster, manager, monke
     with RewardRuntime(bound, workers=4, executor="ray") as runtime:
         rows = runtime.score(prepare_samples([str(i) for i in range(8)]))["rough"]
         assert [(r.outcome, r.score) for r in rows] == [("ok", float(i)) for i in range(8)]
-        assert sum(runtime.pool.nodes().values()) == 2 and len(runtime.pool.actors) == 4
+        assert sum(all_up(runtime, 2).values()) == 2 and len(runtime.pool.actors) == 4
     # No node has 8 CPUs: nothing can start, and the batch says why instead of waiting forever.
     monkeypatch.setattr(ray_executor, "ACTOR_START_S", 2.0)
     started = time.monotonic()
