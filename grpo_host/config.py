@@ -225,6 +225,37 @@ class BackendSection(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class RuntimeSection(_Section):
+    """Where the rewards run: this machine's worker pool, or Ray actors across a cluster."""
+
+    executor: Literal["local", "ray"] = Field("local", description="local = worker processes on this "
+                                              "machine; ray = Ray actors across a cluster "
+                                              "(`pip install 'grpo-host[ray]'`).")
+    address: str | None = Field(None, description="ray: the cluster to join, host:port or ray://host:port "
+                                "(default: RAY_ADDRESS; with neither, a Ray running on this machine, else a new "
+                                "local one).")
+    workers: int | None = Field(None, ge=0, description="Reward workers: processes (local; 0 scores in the "
+                                "training process) or actors (ray; default: the cluster's CPUs over "
+                                "num_cpus_per_worker). Wins over reward_workers.")
+    num_cpus_per_worker: float | None = Field(None, gt=0, description="ray: CPUs each actor reserves "
+                                              "(default 1; 0.5 puts two on a core).")
+
+    @model_validator(mode="after")
+    def _per_executor(self) -> RuntimeSection:
+        if self.executor == "local" and self.executor_options():
+            raise ValueError(f"{next(iter(self.executor_options()))} applies to executor: ray only; "
+                             "set runtime.executor: ray or remove it")
+        if self.executor == "ray" and self.workers == 0:
+            raise ValueError("workers: 0 (scoring in the training process) is for executor: local; "
+                             "with ray give 1 or more actors, or leave it unset")
+        return self
+
+    def executor_options(self) -> dict[str, Any]:
+        """What ``RewardSet``/``RewardRuntime`` take as ``executor_options``."""
+        fields = ("address", "num_cpus_per_worker")
+        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+
+
 class RunConfig(_Section):
     """A grpo-host training run."""
 
@@ -258,6 +289,7 @@ class RunConfig(_Section):
                                     "split, else torch's default). Ignored on GPUs.")
     reward_workers: int | None = Field(None, ge=0, description="Reward worker processes (default: the cores "
                                        "available; 0 scores in the training process).")
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
     launch: dict[str, Any] = Field(default_factory=dict, description="Options of `grpo-host launch TARGET` "
                                    "(e.g. launch.sagemaker: instance_type, ...); training does not read them.")
     redact_env: list[str] = Field(default_factory=list, description="More environment variables (names or "

@@ -124,7 +124,13 @@ class ScoringPool:
     """
 
     def __init__(self, bound: Sequence[BoundReward], *, workers: int | None = None,
-                 max_batch: int = MAX_BATCH_SAMPLES, warm: bool = False):
+                 max_batch: int = MAX_BATCH_SAMPLES, warm: bool = False,
+                 executor: str = "local", executor_options: dict[str, Any] | None = None):
+        executor_options = dict(executor_options or {})
+        if executor == "ray" and workers is None:  # one lane per actor the cluster holds
+            from grpo_host.rewards.ray_executor import cluster_workers
+
+            workers = cluster_workers(**executor_options)
         workers = _available_cores() if workers is None else int(workers)
         if workers < 0:
             raise GrpoHostError(f"workers must be 0 (score in this process) or more, not {workers}")
@@ -135,7 +141,8 @@ class ScoringPool:
         self.runtimes: list[RewardRuntime] = []
         try:
             for _ in range(lanes):
-                self.runtimes.append(RewardRuntime(self.bound, workers=per_lane, chunks_per_worker=1))
+                self.runtimes.append(RewardRuntime(self.bound, workers=per_lane, chunks_per_worker=1,
+                                                   executor=executor, executor_options=executor_options))
         except BaseException:
             for runtime in self.runtimes:
                 runtime.close()

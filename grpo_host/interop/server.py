@@ -485,6 +485,8 @@ class RewardServer:
         token: str | None = None,
         warm: bool = False,
         verbose: bool = False,
+        executor: str = "local",
+        executor_options: dict[str, Any] | None = None,
     ):
         import uvicorn
 
@@ -492,7 +494,8 @@ class RewardServer:
         self.sock = _listen(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         try:
-            self.pool = ScoringPool(bound, workers=workers, warm=warm)
+            self.pool = ScoringPool(bound, workers=workers, warm=warm, executor=executor,
+                                    executor_options=executor_options)
         except BaseException:
             self.sock.close()
             raise

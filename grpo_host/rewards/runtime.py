@@ -62,6 +62,8 @@ DEFAULT_MEMORY_MB_RANGE = (1024, 4096)
 # An async worker cancels a sample at the end of its budget itself; the host kills the worker
 # only this much later, so the worker's own (cheaper, more precise) timeout wins the race.
 ASYNC_SLACK_S = 2.0
+# Where chunks run: this machine's process pool, or Ray actors across a cluster.
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,9 @@ class Executor(Protocol):
         in any order, until all are answered. Never raises for anything a reward does."""
 
     def close(self) -> None: ...
+
+    def kill_all(self) -> None:
+        """Stop everything at once (the runtime's finalizer, a runtime failure)."""
 
 
 class _Worker:
@@ -677,8 +682,10 @@ class RewardRuntime:
     every reward in this process with no timeouts (for debugging). ``memory_mb`` caps each
     worker's memory (its data segment: heap and private mappings) unless a reward sets its
     own; the default is half the machine's memory shared by the workers, within 1-4 GiB each
-    (``default_memory_mb``), and 0 means no cap. Use it as a context manager, or call
-    ``close()``.
+    (``default_memory_mb``), and 0 means no cap. ``executor="ray"`` runs the chunks on Ray
+    actors across a cluster instead (``executor_options``: ``address``,
+    ``num_cpus_per_worker``; ``workers`` is then the number of actors; see
+    ``grpo_host.rewards.ray_executor``). Use it as a context manager, or call ``close()``.
     """
 
     def __init__(
@@ -688,7 +695,13 @@ class RewardRuntime:
         workers: int | None = None,
         memory_mb: int | None = None,
         chunks_per_worker: int = 2,
+        executor: str = "local",
+        executor_options: Mapping[str, Any] | None = None,
     ):
+        if executor not in EXECUTORS:
+            raise GrpoHostError(
+                f"unknown reward executor {executor!r}; choose one of: {', '.join(EXECUTORS)}"
+            )
         if not rewards:
             raise GrpoHostError("a reward runtime needs at least one reward")
         names = [r.name for r in rewards]
@@ -701,12 +714,18 @@ class RewardRuntime:
         self.size = _available_cores() if workers is None else max(0, int(workers))
         self.memory_mb = memory_mb
         self.chunks_per_worker = chunks_per_worker
-        self.pool = ProcessPool(self.size, memory_mb)
+        if executor == "ray":  # Ray actors across a cluster (grpo_host.rewards.ray_executor)
+            from grpo_host.rewards.ray_executor import RayExecutor
+
+            self.pool: Executor = RayExecutor(workers, memory_mb, **dict(executor_options or {}))
+            self.size = self.pool.size
+        else:
+            self.pool = ProcessPool(self.size, memory_mb)
         self.totals = {r.name: dict.fromkeys(OUTCOMES, 0) for r in self.rewards}
         self.seconds = {r.name: 0.0 for r in self.rewards}
         self._inline: dict[str, Any] = {}
         self._async_runner: Any = None  # the private event loop of async rewards scored inline
-        self._finalizer = weakref.finalize(self, ProcessPool.kill_all, self.pool)
+        self._finalizer = weakref.finalize(self, self.pool.kill_all)
         atexit.register(self._finalizer)
 
     @property

@@ -158,6 +158,13 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     manager = get_plugin_manager()
     bound = [resolve_reward_item(entry.to_item(), manager) for entry in config.rewards]
+    runtime = config.runtime
+    workers = config.reward_workers if runtime.workers is None else runtime.workers
+    if workers is None and runtime.executor == "local":  # the cores are shared by this machine's ranks
+        workers = max(1, _cores() // max(1, _local_world_size()))
+    # Built before the model, so a wrong executor setting (Ray missing, its address down) fails fast.
+    reward_set = RewardSet(bound, workers=workers, error_threshold=config.rewards_error_threshold,
+                           executor=runtime.executor, executor_options=runtime.executor_options())
     from grpo_host.tracking import TrackerSet
 
     trackers = TrackerSet.from_names(config.tracking, manager) if is_main else TrackerSet()
@@ -180,10 +187,6 @@ def run(config: RunConfig) -> dict[str, Any]:
         built = build_model(config, state.local_process_index if _cuda() else None)
         train_ds, eval_ds = shape_datasets(*raw_data, config.data, built.tokenizer)
     precision = resolve_precision(config.precision)
-    workers = config.reward_workers
-    if workers is None:  # the cores are shared by every training process of this machine
-        workers = max(1, _cores() // max(1, _local_world_size()))
-    reward_set = RewardSet(bound, workers=workers, error_threshold=config.rewards_error_threshold)
     backend = _backend_setup(config, manager, built.model)
     args = grpo_args(config, precision, reward_set.weights, eval_ds is not None, backend.trainer_args)
 
