@@ -169,7 +169,13 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     trackers = TrackerSet.from_names(config.tracking, manager) if is_main else TrackerSet()
 
-    from grpo_host.training.callbacks import METRICS_FILE, RunRecorder, emit_progress, truncate_jsonl
+    from grpo_host.training.callbacks import (
+        METRICS_FILE,
+        NonFiniteGuard,
+        RunRecorder,
+        emit_progress,
+        truncate_jsonl,
+    )
     from grpo_host.training.data import load_raw_datasets, shape_datasets
     from grpo_host.training.model import build_model, resolve_precision
     from grpo_host.training.observability import observability_callbacks
@@ -227,7 +233,8 @@ def run(config: RunConfig) -> dict[str, Any]:
         eval_dataset=eval_ds,
         processing_class=built.tokenizer,
         peft_config=built.peft_config,
-        callbacks=[*backend.callbacks, recorder, *observability_callbacks(recorder, reward_set, is_main=is_main)],
+        callbacks=[*backend.callbacks, recorder, *observability_callbacks(recorder, reward_set, is_main=is_main),
+                   NonFiniteGuard()],
     )
     trainer.remove_callback(PrinterCallback)  # the recorder prints one readable line per step
     generation = apply_generation_speed(trainer, config, built)
