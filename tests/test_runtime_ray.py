@@ -519,3 +519,29 @@ def test_train_scores_its_rewards_on_ray_actors(cluster, tmp_path):
     new = [a for a in actors if a["ActorID"] not in before]
     assert len(new) == 2 and {a["State"] for a in new} == {"DEAD"}  # the run's two actors, stopped with it
     assert len({a["Address"]["NodeID"] for a in new}) == 2  # one on each node
+
+
+# -- async rewards on actors -------------------------------------------------------------------------
+def test_async_rewards_on_ray_give_the_local_pools_outcomes_and_overlap(cluster, plugin_dir):
+    """An async reward's waits overlap inside each actor's worker as they do locally, and its
+    hostile coroutines end as the same outcomes."""
+    from .test_runtime_async import ASYNC_REWARDS
+
+    write_distribution(plugin_dir, "grpo-reward-asyncs", {"async_rewards": ASYNC_REWARDS}, {"a": "async_rewards"})
+    manager = PluginManager()
+    hostile = ["1:0.05", "raise", "never", "nan", "none", "text", "spawn", "exit", "0.5:0.05"]
+    rows = {}
+    for executor in ("local", "ray"):
+        bound = [bind_reward(manager.get_reward("wait"), {"timeout": 1.0})]
+        with RewardRuntime(bound, workers=2, executor=executor) as runtime:
+            if executor == "ray":
+                all_up(runtime, 2)
+            rows[executor] = [(r.outcome, r.score) for r in runtime.score(prepare_samples(hostile))["wait"]]
+            start = time.monotonic()
+            waits = runtime.score(prepare_samples([f"{i}:0.5" for i in range(64)]))["wait"]
+            elapsed = time.monotonic() - start
+            assert [r.score for r in waits] == [float(i) for i in range(64)], (executor, [(r.outcome, r.details) for r in waits][:3])
+            assert elapsed < 10.0, (executor, elapsed)  # one after another: 32 s
+    assert rows["ray"] == rows["local"]
+    assert [o for o, _ in rows["ray"]] == ["ok", "error", "timeout", "error", "not_applicable", "error", "ok",
+                                           "error", "ok"]

@@ -280,7 +280,7 @@ class RayExecutor:
             chunk = self._queue.popleft()
             bound = chunk.reward
             actor.chunk = chunk
-            actor.ref = actor.handle.score.remote(bound, chunk.samples, chunk.memory_mb)
+            actor.ref = actor.handle.score.remote(bound, chunk.samples, chunk.memory_mb, chunk.concurrency)
             # The most the chunk can take on a healthy actor: its reward built, then each sample
             # (or the whole batch) at most its timeout, one after another.
             actor.deadline = (
@@ -390,9 +390,11 @@ class RewardActor:
 
         return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
-    def score(self, reward: Any, samples: list[Any], memory_mb: int | None) -> tuple[list[tuple], int, int]:
+    def score(self, reward: Any, samples: list[Any], memory_mb: int | None,
+              concurrency: int = 0) -> tuple[list[tuple], int, int]:
+        # concurrency: the async reward's share of its waits in flight (0: a sync reward)
         stale, replaced = self.pool.stale_replies, self.pool.replaced_workers
-        self.pool.submit(Chunk(0, reward, list(range(len(samples))), samples, memory_mb))
+        self.pool.submit(Chunk(0, reward, list(range(len(samples))), samples, memory_mb, concurrency=concurrency))
         rows: list[Any] = [None] * len(samples)
         for _, index, result in self.pool.collect():
             rows[index] = (result.outcome, result.score, result.details, result.seconds)
