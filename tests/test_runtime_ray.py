@@ -83,9 +83,16 @@ PLUGIN = """
         '''Inline: runs in the caller's process, whatever the executor.'''
         return grpo_host.Score(1.0, pid=os.getpid())
 
+    @grpo_host.reward(name="lengths")
+    class Lengths:
+        '''Batched: each completion's length, with the pid that scored it.'''
+
+        def score_batch(self, completions, **columns):
+            return [grpo_host.Score(float(len(c)), pid=os.getpid()) for c in completions]
+
     @grpo_host.hookimpl
     def grpo_rewards():
-        return [rough, cached, hog, where]
+        return [rough, cached, hog, where, Lengths]
 """
 
 # The hostile batch: (completion, outcome, score) for the `rough` reward.
@@ -545,3 +552,22 @@ def test_async_rewards_on_ray_give_the_local_pools_outcomes_and_overlap(cluster,
     assert rows["ray"] == rows["local"]
     assert [o for o, _ in rows["ray"]] == ["ok", "error", "timeout", "error", "not_applicable", "error", "ok",
                                            "error", "ok"]
+
+
+def test_a_batched_reward_is_spread_over_the_actors(cluster, manager):
+    """One batch of a batched reward (code, reward models) runs on every actor, one contiguous
+    part each, with the local pool's scores: on one actor it would not use the cluster."""
+    completions = ["x" * (i % 7) for i in range(24)]
+    scores = {}
+    for executor in ("local", "ray"):
+        with RewardRuntime(bound_for(manager, ("lengths", {})), workers=2, executor=executor) as runtime:
+            if executor == "ray":
+                all_up(runtime, 2)
+            rows = runtime.score(prepare_samples(completions))["lengths"]
+        scores[executor] = [r.score for r in rows]
+        pids = [r.details["pid"] for r in rows]
+        if executor == "ray":
+            assert len(set(pids[:12])) == 1 and len(set(pids[12:])) == 1 and pids[0] != pids[12], pids
+        else:
+            assert len(set(pids)) == 1  # locally the batch stays whole, on one worker
+    assert scores["ray"] == scores["local"] == [float(i % 7) for i in range(24)]

@@ -879,8 +879,12 @@ class RewardRuntime:
             if bound.spec.is_async:
                 self._submit_async(reward_index, bound, wire)
                 continue
-            step = n if bound.spec.batched else per_chunk
-            for start in range(0, n, step):
+            step = per_chunk
+            if bound.spec.batched:
+                # One batch, one worker, on this machine (the reward batches for its own speed);
+                # an executor across machines spreads it: one contiguous part per worker.
+                step = -(-n // self.size) if getattr(self.pool, "spreads_batches", False) and self.size > 1 else n
+            for start in range(0, n, max(1, step)):
                 stop = min(n, start + step)
                 self.pool.submit(Chunk(reward_index, bound, list(range(start, stop)), wire[start:stop]))
         for chunk, index, result in self.pool.collect():
