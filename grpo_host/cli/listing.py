@@ -64,7 +64,9 @@ def rewards_cmd(as_json: bool) -> None:
     for s in rewards:
         params = [f"{p.name}: {p.annotation} = {p.default!r}" for p in s.params.values()]
         host = s.host_param_defaults()
-        params.append(", ".join(f"{k} = {v:g}" if k == "timeout" else f"{k} = {v}" for k, v in host.items()))
+        params.append(", ".join(
+            f"{k} = {v:g}" if k == "timeout" else f"{k} = runtime cap" if v is None else f"{k} = {v}"
+            for k, v in host.items()))
         table.add_row(s.name, s.plugin, s.plugin_version, s.description, "\n".join(params))
     console().print(table)
 

@@ -149,9 +149,9 @@ class RewardSpec:
         }
 
     def host_param_defaults(self) -> dict[str, Any]:
-        """The host params this reward takes, with their defaults (``memory_mb`` defaults to the
-        runtime's cap, so it is not listed)."""
-        defaults: dict[str, Any] = {"timeout": self.default_timeout, "weight": 1.0}
+        """The host params this reward takes, with their defaults (``memory_mb``: None, the
+        runtime's cap, which depends on the machine and the number of workers)."""
+        defaults: dict[str, Any] = {"timeout": self.default_timeout, "weight": 1.0, "memory_mb": None}
         if self.is_async:
             defaults["concurrency"] = DEFAULT_CONCURRENCY
         return defaults
@@ -211,7 +211,10 @@ async def _score_batch_async(spec: RewardSpec, fn: Callable[..., Any], samples: 
 def _batch_kwargs(spec: RewardSpec, samples: list[dict]) -> dict[str, list[Any]]:
     kwargs: dict[str, list[Any]] = {}
     per_sample = [spec_kwargs(spec, s) for s in samples]
-    for key in per_sample[0] if per_sample else ():
+    # Every key any sample has (first seen first): a column only some samples carry is a list
+    # with None where it is missing, never dropped because the first sample lacked it.
+    keys = dict.fromkeys(key for k in per_sample for key in k)
+    for key in keys:
         kwargs["completions" if key == "completion" else key] = [k.get(key) for k in per_sample]
     return kwargs
 
