@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 
 from grpo_host._lazy import lazy_getattr
 from grpo_host._markers import hookimpl, hookspec
+from grpo_host._version import __version__
 from grpo_host.errors import GrpoHostError
-
-__version__ = "0.1.0"
 
 # name -> module holding it; resolved lazily so `import grpo_host` costs nothing.
 _LAZY = {

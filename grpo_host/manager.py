@@ -20,6 +20,7 @@ Environment controls:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
@@ -473,6 +474,27 @@ def reward_from_import_path(path: str) -> RewardSpec:
 
 
 _MANAGER: PluginManager | None = None
+
+
+# -- the child probe of plugin_guard (here: it loads plugins as this module's PluginManager does)
+def child_main(job: dict[str, Any]) -> None:
+    """In ``plugin_guard``'s child probe: import each entry point and call its hooks, reporting progress on a pipe."""
+    out = os.fdopen(int(job["fd"]), "w", buffering=1)
+    manager = PluginManager(load_entry_points=False, environ={})
+    for index, item in enumerate(job["items"]):
+        out.write(f"begin {index} import\n")
+        start = time.perf_counter()
+        try:
+            obj = metadata.EntryPoint(item["name"], item["value"], "grpo_host").load()
+        except BaseException:  # noqa: BLE001 - an ordinary failure: safe to retry in process
+            out.write(f"end {index} {time.perf_counter() - start:.6f}\n")
+            continue
+        out.write(f"begin {index} hooks\n")
+        with contextlib.suppress(BaseException):
+            manager._register(obj, PluginRecord(item["label"], "?", item["value"]))
+        out.write(f"end {index} {time.perf_counter() - start:.6f}\n")
+    out.close()
+    os._exit(0)  # skip interpreter teardown: plugin atexit handlers and threads are not ours to run
 
 
 def get_plugin_manager(refresh: bool = False, recheck: bool = False) -> PluginManager:

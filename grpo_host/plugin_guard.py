@@ -363,33 +363,9 @@ _CHILD = """
 import json, os, sys
 job = json.loads(sys.stdin.read())
 sys.path[:] = job["path"]
-from grpo_host.plugin_guard import child_main
+from grpo_host.manager import child_main
 child_main(job)
 """
-
-
-def child_main(job: dict[str, Any]) -> None:
-    """In the child: import each entry point and call its hooks, reporting progress on a pipe."""
-    from importlib import metadata
-
-    from grpo_host.manager import PluginManager, PluginRecord
-
-    out = os.fdopen(int(job["fd"]), "w", buffering=1)
-    manager = PluginManager(load_entry_points=False, environ={})
-    for index, item in enumerate(job["items"]):
-        out.write(f"begin {index} import\n")
-        start = time.perf_counter()
-        try:
-            obj = metadata.EntryPoint(item["name"], item["value"], "grpo_host").load()
-        except BaseException:  # noqa: BLE001 - an ordinary failure: safe to retry in process
-            out.write(f"end {index} {time.perf_counter() - start:.6f}\n")
-            continue
-        out.write(f"begin {index} hooks\n")
-        with contextlib.suppress(BaseException):
-            manager._register(obj, PluginRecord(item["label"], "?", item["value"]))
-        out.write(f"end {index} {time.perf_counter() - start:.6f}\n")
-    out.close()
-    os._exit(0)  # skip interpreter teardown: plugin atexit handlers and threads are not ours to run
 
 
 def probe_in_child(candidates: Sequence[Candidate], budget: float) -> dict[str, Verdict]:

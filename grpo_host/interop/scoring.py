@@ -46,10 +46,14 @@ def _as_item(item: Any) -> Any:
     return item
 
 
+def total_score(rewards: Mapping[str, SampleResult], weights: Mapping[str, float]) -> float | None:
+    """As TRL sums rewards: weighted, skipping the ones that gave no score."""
+    scores = [weights[name] * r.score for name, r in rewards.items() if r.outcome == "ok"]
+    return sum(scores) if scores else None
+
+
 def results_json(bound: Sequence[BoundReward], results: Mapping[str, Sequence[SampleResult]], count: int,
                  *, details: bool = True) -> list[dict[str, Any]]:
-    from grpo_host.cli.rewards_cmd import total_score
-
     weights = {b.name: b.weight for b in bound}
     rows = []
     for i in range(count):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_host.errors import GrpoHostError
+from grpo_host.overrides import parse_value, set_dotted
 
 DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"  # the local path of SageMaker's checkpoint sync
 CHANNELS_ENV = "GRPO_HOST_CHANNELS"
@@ -67,16 +68,16 @@ def sagemaker_overrides(environ: Mapping[str, str], backend_params: Collection[s
         return {}
     overrides: dict[str, Any] = {}
     for key, value in hyperparameters(environ).items():
-        _set_dotted(overrides, hp_field(key), value)
+        set_dotted(overrides, hp_field(key), value, replace=True)
 
     model_dir = environ.get("SM_MODEL_DIR", "/opt/ml/model")
-    _set_dotted(overrides, "output.dir", model_dir)
-    _set_dotted(overrides, "checkpointing.dir", environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR)
+    set_dotted(overrides, "output.dir", model_dir, replace=True)
+    set_dotted(overrides, "checkpointing.dir", environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR, replace=True)
     # A spot interruption restarts the job with the synced checkpoint dir: always resume.
-    _set_dotted(overrides, "checkpointing.resume", True)
+    set_dotted(overrides, "checkpointing.resume", True, replace=True)
 
     for _channel, field, path in channel_paths(environ, listdir):
-        _set_dotted(overrides, field, path)
+        set_dotted(overrides, field, path, replace=True)
 
     cluster = {k: v for k, v in cluster_backend_params(environ).items() if k in set(backend_params)}
     if cluster:
@@ -122,8 +123,6 @@ def _scalar(value: Any) -> Any:
     try:
         return json.loads(value)
     except ValueError:
-        from grpo_host.cli.common import parse_value
-
         return parse_value(value)
 
 
@@ -299,17 +298,6 @@ def finish_job(output_dir: str | Path, environ: Mapping[str, str] | None = None)
             shutil.copy2(source / name, Path(target) / name)
             copied.append(name)
     return copied
-
-
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    node = tree
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[parts[-1]] = value
 
 
 def _json_list(raw: str | None) -> list[str]:
