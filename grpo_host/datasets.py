@@ -53,9 +53,11 @@ class DatasetSpec:
             allowed = [t.strip() for t in p.type.split("|")]
             if value is None and "None" in allowed:
                 continue
-            types = [_SIMPLE_TYPES.get(t) for t in allowed if t != "None"]
-            if not types or any(t is None for t in types):
+            if not allowed or any(t not in _SIMPLE_TYPES for t in allowed if t != "None"):
                 continue  # a type we do not check (a list, a literal): the source checks it
+            types = [_SIMPLE_TYPES[t] for t in allowed if t != "None"]
+            if not types:
+                continue
             ok = any(isinstance(value, t) and not (isinstance(value, bool) and bool not in t) for t in types)
             if not ok:
                 raise RewardParamError(

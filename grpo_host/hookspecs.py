@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @hookspec
-def grpo_rewards() -> Sequence[RewardSpec | object]:
+def grpo_rewards() -> Sequence[RewardSpec | object] | None:
     """Return the rewards this plugin provides.
 
     Each item is a function or class decorated with ``@grpo_host.reward(...)`` (or its
@@ -51,7 +51,7 @@ def grpo_rewards() -> Sequence[RewardSpec | object]:
 
 
 @hookspec
-def grpo_datasets() -> Sequence[DatasetSpec]:
+def grpo_datasets() -> Sequence[DatasetSpec] | None:
     """Return the data sources this plugin provides.
 
     A data source yields training rows: dicts with a ``prompt`` and the reference columns its
@@ -77,7 +77,7 @@ def grpo_datasets() -> Sequence[DatasetSpec]:
 
 
 @hookspec
-def grpo_backends() -> Sequence[BackendSpec]:
+def grpo_backends() -> Sequence[BackendSpec] | None:
     """Return the training backends this plugin provides.
 
     A backend turns a resolved run into the command that launches the shared training worker
@@ -96,7 +96,7 @@ def grpo_backends() -> Sequence[BackendSpec]:
 
 
 @hookspec
-def grpo_trackers() -> Sequence[object]:
+def grpo_trackers() -> Sequence[object] | None:
     """Return experiment trackers (MLflow and the like) this plugin provides.
 
     A tracker is an object with ``name`` (what a run config's ``tracking:`` list names) and

@@ -182,7 +182,8 @@ class PluginManager:
             if recheck or candidate.key in suspects or status not in ("safe", "timeout"):
                 probe.append(candidate)
             elif status == "timeout":
-                out[candidate.key] = (f"quarantined: {entry.get('reason', 'too slow to import')}; it stays out until "
+                reason = entry.get("reason", "too slow to import") if entry else "too slow to import"
+                out[candidate.key] = (f"quarantined: {reason}; it stays out until "
                                       "its files change or `grpo-host plugins --recheck` tries it again")
         if probe:
             verdicts = plugin_guard.probe_in_child(probe, self._budget)
@@ -268,8 +269,9 @@ class PluginManager:
                 # The smallest plugin is a module of decorated rewards with no hook at all; a
                 # reward it imports from another plugin is that plugin's, not a second claim.
                 if isinstance(obj, type(sys)):
-                    rewards += [v for v in vars(obj).values() if spec_of(v) is not None
-                                and id(spec_of(v)) not in found and not self._foreign(spec_of(v), record)]
+                    declared = [(v, spec_of(v)) for v in vars(obj).values()]
+                    rewards += [v for v, spec in declared if spec is not None
+                                and id(spec) not in found and not self._foreign(spec, record)]
                 reward_specs = [self._as_reward(r) for r in rewards]
                 backend_specs = [self._as_record(b, BackendSpec, "grpo_backends")
                                  for b in self._collect(obj, record, "grpo_backends")]
@@ -334,7 +336,7 @@ class PluginManager:
                     f"hooks: {', '.join(sorted(known))}{did_you_mean(name, known)}"
                 )
 
-    def _claim(self, kind: str, name: str, record: PluginRecord, registry: dict, value: Any) -> bool:
+    def _claim(self, kind: str, name: str, record: PluginRecord, registry: dict[str, Any], value: Any) -> bool:
         """Register ``value`` as ``name``, unless another plugin has: then neither keeps it and
         the conflict names every claimant (who owns what is tracked here, not read back
         from the value, which a plugin may share with another)."""
@@ -390,16 +392,19 @@ class PluginManager:
     def get_reward(self, name: str) -> RewardSpec:
         if ":" in name and name not in self.rewards:
             return reward_from_import_path(name)
-        return self._lookup("reward", name, self.rewards)
+        spec: RewardSpec = self._lookup("reward", name, self.rewards)
+        return spec
 
     def get_backend(self, name: str) -> BackendSpec:
-        return self._lookup("backend", name, self.backends)
+        backend: BackendSpec = self._lookup("backend", name, self.backends)
+        return backend
 
     def get_tracker(self, name: str) -> Any:
         return self._lookup("tracker", name, self.trackers)
 
     def get_dataset(self, name: str) -> DatasetSpec:
-        return self._lookup("dataset", name, self.datasets)
+        dataset: DatasetSpec = self._lookup("dataset", name, self.datasets)
+        return dataset
 
     def _lookup(self, kind: str, name: str, registry: Mapping[str, Any]) -> Any:
         if name in registry:

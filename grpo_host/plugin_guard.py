@@ -409,6 +409,7 @@ def _one_child(todo: list[Candidate], budget: float, verdicts: dict[str, Verdict
                 verdicts[c.key] = Verdict("safe", f"not checked in a child ({exc})")
             return len(todo)
         os.close(write_fd)
+        assert proc.stdin is not None  # stdin=PIPE
         try:
             proc.stdin.write(json.dumps(job).encode())
             proc.stdin.close()

@@ -10,7 +10,7 @@ lazily (collecting tests costs nothing) and caches what it scored; the pytest pl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_host.errors import GrpoHostError
 from grpo_host.golden.conformance import run_conformance
@@ -34,6 +34,9 @@ from grpo_host.golden.results import (  # noqa: F401 - CheckResult, GoldenResult
 )
 from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, bind_reward
 from grpo_host.rewards.spec import RewardSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.manager import PluginManager
 
 CHECK_KINDS = ("golden", "conformance", "probes")
 # One worker per reward: the checks are small, and the machine is shared with other work.
@@ -95,7 +98,7 @@ class RewardHarness:
         if self._golden is False:
             path = find_golden_file(self.spec)
             self._golden = None if path is None else load_golden_file(path, reward=self.spec.name)
-        return self._golden  # type: ignore[return-value]
+        return self._golden  # type: ignore[return-value, unused-ignore]
 
     def missing_golden_message(self) -> str:
         return (
@@ -212,7 +215,7 @@ class RewardHarness:
 
 
 # -- choosing rewards --------------------------------------------------------------------------
-def select_rewards(manager: Any, names: Sequence[str] | None) -> tuple[list[RewardSpec], list[CheckResult]]:
+def select_rewards(manager: PluginManager, names: Sequence[str] | None) -> tuple[list[RewardSpec], list[CheckResult]]:
     """The rewards to test (all installed when ``names`` is empty) and setup problems.
 
     Named rewards that are unknown raise the manager's error (with a did-you-mean). When all

@@ -23,14 +23,17 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_host.errors import GrpoHostError
 from grpo_host.interop.trainer_side import strip_end_tokens
 from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, prepare_samples
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.manager import PluginManager
 
-def bind_rewards(items: Sequence[Any], manager: Any = None) -> list[BoundReward]:
+
+def bind_rewards(items: Sequence[Any], manager: PluginManager | None = None) -> list[BoundReward]:
     """Reward items (names, ``(name, params)``, or dicts as in a run config) bound and checked."""
     from grpo_host.rewards.trl_adapter import resolve_reward_item
 
@@ -48,7 +51,7 @@ def _as_item(item: Any) -> Any:
 
 def total_score(rewards: Mapping[str, SampleResult], weights: Mapping[str, float]) -> float | None:
     """As TRL sums rewards: weighted, skipping the ones that gave no score."""
-    scores = [weights[name] * r.score for name, r in rewards.items() if r.outcome == "ok"]
+    scores = [weights[name] * r.score for name, r in rewards.items() if r.outcome == "ok" and r.score is not None]
     return sum(scores) if scores else None
 
 
@@ -93,11 +96,11 @@ def check_samples(samples: Any, end_tokens: Sequence[str] = ()) -> list[dict[str
 
 def _strip_completion(completion: Any, end_tokens: Sequence[str]) -> Any:
     if isinstance(completion, str):
-        return strip_end_tokens(completion, end_tokens)
+        return strip_end_tokens(completion, tuple(end_tokens))
     if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
         last = completion[-1]
         if isinstance(last.get("content"), str):
-            return [*completion[:-1], {**last, "content": strip_end_tokens(last["content"], end_tokens)}]
+            return [*completion[:-1], {**last, "content": strip_end_tokens(last["content"], tuple(end_tokens))}]
     return completion
 
 

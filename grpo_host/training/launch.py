@@ -21,10 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_host.config import RunConfig, check_grpo_fields
 from grpo_host.errors import BrokenPluginError, GrpoHostError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.manager import PluginManager
 
 RESOLVED_CONFIG = "run_config.yaml"
 
@@ -39,7 +42,7 @@ class PreparedRun:
     env: dict[str, str]
 
 
-def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, Any]]:
+def check_run(config: RunConfig, manager: PluginManager | None = None) -> tuple[Any, dict[str, Any]]:
     """Every reward, the backend and the trackers, looked up and checked before any launch.
 
     Returns the backend and its resolved params; raises one error listing every problem.
@@ -89,7 +92,7 @@ def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, An
     return backend, params
 
 
-def _check_data_source(config: RunConfig, manager: Any) -> list[str]:
+def _check_data_source(config: RunConfig, manager: PluginManager) -> list[str]:
     """A misspelled data source would surface only after the model is built, as a failed Hugging
     Face download; caught here with a did-you-mean when it is close to one, or has params."""
     from grpo_host.errors import did_you_mean
@@ -104,7 +107,7 @@ def _check_data_source(config: RunConfig, manager: Any) -> list[str]:
     return []
 
 
-def prepare(config: RunConfig, manager: Any = None, *, write: bool = True) -> PreparedRun:
+def prepare(config: RunConfig, manager: PluginManager | None = None, *, write: bool = True) -> PreparedRun:
     backend, params = check_run(config, manager)
     output_dir = Path(config.output.dir)
     config_path = output_dir / RESOLVED_CONFIG
