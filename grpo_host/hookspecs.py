@@ -118,7 +118,8 @@ def grpo_trackers() -> Sequence[object] | None:
       exception in ``log_metrics`` or ``finish`` is logged and turns the tracker off; the run
       goes on.
 
-    Keep the import of the tracking library inside these methods. The object may be reused
+    ``grpo_host.tracking.flatten`` turns ``run_info["config"]`` into the dotted keys ``--set``
+    takes. Keep the import of the tracking library inside these methods. The object may be reused
     for a later run in the same process: ``start`` resets it.
 
     Return an empty sequence (or ``None``) to provide nothing.

@@ -157,6 +157,68 @@ def test_first_party_plugins_do_not_import_the_cli():
     assert offenders == []
 
 
+# -- what plugins may import ----------------------------------------------------------------
+# The public API a plugin author may use: the names of grpo_host.__all__ and these documented
+# modules (the reward author's answer helpers, the backend and tracker records and helpers,
+# the hook specs). A first-party plugin uses nothing else, so a third party can do all it does.
+PUBLIC_MODULES = {"grpo_host.answers", "grpo_host.backends", "grpo_host.tracking", "grpo_host.hookspecs"}
+
+
+def private_uses(path: Path, public_names: set[str]) -> list[str]:
+    """What the file takes from grpo_host beyond its public API, as ``line: what``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            module = node.module
+            if module == "grpo_host":
+                found += [f"{node.lineno}: grpo_host.{a.name}" for a in node.names if a.name not in public_names]
+            elif module.startswith("grpo_host.") and module not in PUBLIC_MODULES:
+                found.append(f"{node.lineno}: {module}")
+        elif isinstance(node, ast.Import):
+            found += [f"{node.lineno}: {a.name}" for a in node.names
+                      if a.name.startswith("grpo_host.") and a.name not in PUBLIC_MODULES]
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "grpo_host"
+              and node.attr not in public_names and f"grpo_host.{node.attr}" not in PUBLIC_MODULES):
+            found.append(f"{node.lineno}: grpo_host.{node.attr}")
+    return sorted(found, key=lambda use: int(use.partition(":")[0]))
+
+
+def public_names() -> set[str]:
+    import grpo_host
+
+    return set(grpo_host.__all__)
+
+
+def test_first_party_plugins_use_only_the_public_api():
+    names = public_names()
+    offenders = {
+        str(path.relative_to(ROOT)): uses
+        for path in sorted((ROOT / "plugins").glob("*/*/**/*.py"))
+        if (uses := private_uses(path, names))
+    }
+    assert offenders == {}
+
+
+def test_public_api_check_catches_what_a_third_party_author_might_reach_for(tmp_path):
+    plugin = tmp_path / "grpo_reward_mine.py"
+    plugin.write_text(
+        "import grpo_host\n"
+        "from grpo_host import reward, _LAZY\n"
+        "from grpo_host.answers import find_answer\n"
+        "from grpo_host.sagemaker.job_env import cluster_backend_params\n"
+        "import grpo_host.config\n"
+        "\n"
+        "@grpo_host.reward(name='mine')\n"
+        "def mine(completion, **_):\n"
+        "    from grpo_host.rewards.spec import completion_text\n"
+        "    return grpo_host.manager.get_plugin_manager()\n"
+    )
+    assert private_uses(plugin, public_names()) == [
+        "2: grpo_host._LAZY", "4: grpo_host.sagemaker.job_env", "5: grpo_host.config",
+        "9: grpo_host.rewards.spec", "10: grpo_host.manager",
+    ]
+
+
 # -- the checker, on a package built here -------------------------------------------------------
 def test_checker_finds_a_circle_through_a_function_level_import_and_a_cli_import(tmp_path):
     pkg = tmp_path / "pkg"

@@ -5,9 +5,10 @@ and the trackers are installed and loadable (a broken plugin is named with its e
 anything starts), write the resolved config into the output dir, ask the backend for the
 argv that launches ``python -m grpo_host.training.worker --config <that file>``, run it,
 stream its output (drawing a progress bar from the worker's progress lines) and return its
-exit code. A backend sees the run through ``env``: ``GRPO_HOST_RUN_CONFIG`` (the resolved
-config's path) and ``GRPO_HOST_PRECISION`` (the config's precision) are set before
-``build_command`` is called. Nothing here imports torch.
+exit code. A backend sees the run through its ``build_command`` arguments: its params, and a
+``LaunchContext`` (the resolved config, its path, the cluster the scheduler describes).
+``GRPO_HOST_RUN_CONFIG`` and ``GRPO_HOST_PRECISION`` stay in the workers' environment.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grpo_host.backends import LaunchContext
+from grpo_host.cluster import scheduler_cluster
 from grpo_host.config import RunConfig, check_grpo_fields
 from grpo_host.errors import BrokenPluginError, GrpoHostError
 
@@ -123,8 +126,10 @@ def prepare(config: RunConfig, manager: PluginManager | None = None, *, write: b
         GRPO_HOST_DIE_WITH_PARENT="1",
         PYTHONUNBUFFERED="1",
     )
+    cluster, cluster_source = scheduler_cluster(env)
+    context = LaunchContext(config, str(config_path), cluster, cluster_source)
     try:
-        argv = [str(a) for a in backend.build_command(worker_argv, params, env)]
+        argv = [str(a) for a in backend.command(worker_argv, params, env, context)]
     except GrpoHostError:
         raise
     except Exception as exc:  # noqa: BLE001 - a backend bug, reported as such
