@@ -26,7 +26,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from typing import Any
@@ -110,7 +110,8 @@ class PluginManager:
         self._guard = plugin_guard.InProcessGuard(None, self._budget)
         self._foreign_tops: set[str] = set()  # top-level modules of every entry point
         self._store: plugin_guard.TrustStore | None = None
-        self._trace = env.get("GRPO_HOST_TRACE_PLUGINS", "") not in ("", "0", "false")
+        if env.get("GRPO_HOST_TRACE_PLUGINS", "") not in ("", "0", "false"):
+            self._trace_hook_calls()
         allow = env.get("GRPO_HOST_LOAD_PLUGINS")
         self._allow = None if allow is None else {normalize_dist(n) for n in allow.split(",") if n.strip()}
         self._block = {normalize_dist(n) for n in env.get("GRPO_HOST_DISABLE_PLUGINS", "").split(",") if n.strip()}
@@ -259,9 +260,11 @@ class PluginManager:
         try:
             with self._guard.around(candidate, "hooks"):
                 try:
-                    self._check_hook_names(obj)
                     self._pm.register(obj, name=f"{record.name}:{record.entry_point}")
+                    self._check_pending(obj)
                 except Exception as exc:  # noqa: BLE001 - pluggy's PluginValidationError and friends
+                    if self._pm.is_registered(obj):
+                        self._pm.unregister(obj)
                     self._mark_broken(record, exc, "failed hook validation")
                     return
                 rewards = self._collect(obj, record, "grpo_rewards")
@@ -323,18 +326,19 @@ class PluginManager:
             raise TypeError(f"grpo_trackers() returned tracker {name!r} without {', '.join(missing)}()")
         return name, tracker
 
-    def _check_hook_names(self, obj: Any) -> None:
-        """pluggy accepts a hookimpl with a misspelled name silently; we refuse it."""
-        known = {name for name in dir(hookspecs) if name.startswith("grpo_")}
-        for name in dir(obj):
-            if name.startswith("_"):
-                continue
-            value = getattr(obj, name, None)
-            if getattr(value, f"{PROJECT_NAME}_impl", None) is not None and name not in known:
-                raise TypeError(
-                    f"{name}() is marked @grpo_host.hookimpl but is not a grpo-host hook; "
-                    f"hooks: {', '.join(sorted(known))}{did_you_mean(name, known)}"
-                )
+    def _check_pending(self, obj: Any) -> None:
+        """pluggy registers a hookimpl with a misspelled name silently; ``check_pending`` finds
+        it (the plugins before this one passed it already), and the error names the real hooks."""
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError:
+            known = {name for name in dir(hookspecs) if name.startswith("grpo_")}
+            unknown = sorted(c.name for c in self._pm.get_hookcallers(obj) or () if not c.has_spec())
+            name = unknown[0] if unknown else "?"
+            raise TypeError(
+                f"{name}() is marked @grpo_host.hookimpl but is not a grpo-host hook; "
+                f"hooks: {', '.join(sorted(known))}{did_you_mean(name, known)}"
+            ) from None
 
     def _claim(self, kind: str, name: str, record: PluginRecord, registry: dict[str, Any], value: Any) -> bool:
         """Register ``value`` as ``name``, unless another plugin has: then neither keeps it and
@@ -356,24 +360,38 @@ class PluginManager:
         return True
 
     def _collect(self, obj: Any, record: PluginRecord, hook_name: str) -> list[Any]:
-        """Call one plugin's implementation of a hook, with tracing."""
-        impls = [i for i in getattr(self._pm.hook, hook_name).get_hookimpls() if i.plugin is obj]
+        """Call one plugin's implementations of a hook through pluggy (a hook caller that holds
+        this plugin alone: its failure is its own, and ``GRPO_HOST_TRACE_PLUGINS`` sees it)."""
+        others = [p for p in self._pm.get_plugins() if p is not obj]
         results: list[Any] = []
-        for impl in impls:
-            start = time.perf_counter()
-            result = impl.function()
-            if self._trace:
-                ms = (time.perf_counter() - start) * 1000
-                print(
-                    f"[grpo-host trace] {hook_name}() plugin={record.name} args={{}} -> {_short(result)} ({ms:.2f} ms)",
-                    file=sys.stderr,
-                )
-            if result is None:
-                continue
+        for result in self._pm.subset_hook_caller(hook_name, remove_plugins=others)():
             if isinstance(result, (str, bytes)) or not isinstance(result, Iterable):
                 raise TypeError(f"{hook_name}() must return a list, got {type(result).__name__}")
             results.extend(result)
         return results
+
+    def _trace_hook_calls(self) -> None:
+        """``GRPO_HOST_TRACE_PLUGINS``: every hook call on stderr, with its plugin, result and time."""
+        started: list[float] = []
+
+        def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+            started.append(time.perf_counter())
+
+        def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
+                  kwargs: Mapping[str, Any]) -> None:
+            ms = (time.perf_counter() - started.pop()) * 1000
+            if not impls:  # a plugin that does not implement this hook: nothing was called
+                return
+            plugins = ",".join(dict.fromkeys(i.plugin_name.partition(":")[0] for i in impls))
+            if outcome.exception is not None:
+                shown = f"raised {outcome.exception!r}"
+            else:
+                results = outcome.get_result()
+                shown = _short(results[0] if len(results) == 1 else results)
+            print(f"[grpo-host trace] {hook_name}() plugin={plugins} args={dict(kwargs)} -> {shown} ({ms:.2f} ms)",
+                  file=sys.stderr)
+
+        self._pm.add_hookcall_monitoring(before, after)
 
     @staticmethod
     def _as_reward(item: Any) -> RewardSpec:
@@ -412,7 +430,7 @@ class PluginManager:
         owners = self.conflicts.get((kind, name))
         if owners:
             raise NameConflictError(self.conflict_message(kind, name))
-        broken = [p for p in self.plugins if p.status == "broken"]
+        broken = self.broken_plugins()
         if broken:
             listing = "; ".join(f"{p.name} {p.version} ({p.error})" for p in broken)
             raise BrokenPluginError(
@@ -436,6 +454,7 @@ class PluginManager:
                 + f"; uninstall one, or disable it with GRPO_HOST_DISABLE_PLUGINS={distinct[-1]}")
 
     def broken_plugins(self) -> list[PluginRecord]:
+        """The plugins that failed to load (their ``error`` says why)."""
         return [p for p in self.plugins if p.status == "broken"]
 
 

@@ -226,7 +226,7 @@ def select_rewards(manager: PluginManager, names: Sequence[str] | None) -> tuple
         return [manager.get_reward(name) for name in dict.fromkeys(names)], []
     problems = [
         CheckResult(p.name, "setup", "plugin-loads", "failed", f"plugin {p.name} {p.version} did not load: {p.error}")
-        for p in manager.plugins if p.status == "broken"
+        for p in manager.broken_plugins()
     ]
     for (kind, reward), _owners in sorted(manager.conflicts.items()):
         if kind == "reward":
