@@ -82,11 +82,13 @@ def grpo_backends() -> Sequence[BackendSpec] | None:
 
     A backend turns a resolved run into the command that launches the shared training worker
     (``python -m grpo_host.training.worker``) on the machine's devices, for example through
-    ``accelerate launch`` or ``torchrun``. See :class:`~grpo_host.backends.BackendSpec`.
+    ``accelerate launch`` or ``torchrun``. See :class:`~grpo_host.backends.BackendSpec`: its
+    ``build_command(worker_argv, params, env, context)`` gets the run config and the cluster
+    the scheduler describes in a :class:`~grpo_host.backends.LaunchContext`.
 
     Return an empty sequence (or ``None``) to provide nothing.
 
-    Added in 0.1.
+    Added in 0.1; ``context`` came later (a three-argument ``build_command`` still works).
     """
 
 
