@@ -96,11 +96,11 @@ def check_samples(samples: Any, end_tokens: Sequence[str] = ()) -> list[dict[str
 
 def _strip_completion(completion: Any, end_tokens: Sequence[str]) -> Any:
     if isinstance(completion, str):
-        return strip_end_tokens(completion, tuple(end_tokens))
+        return strip_end_tokens(completion, end_tokens)
     if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
         last = completion[-1]
         if isinstance(last.get("content"), str):
-            return [*completion[:-1], {**last, "content": strip_end_tokens(last["content"], tuple(end_tokens))}]
+            return [*completion[:-1], {**last, "content": strip_end_tokens(last["content"], end_tokens)}]
     return completion
 
 
