@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from grpo_host.golden.results import CheckedReward, CheckResult, describe_result, golden_samples, same_result
+from grpo_host.golden.results import (
+    CheckedReward,
+    CheckResult,
+    GoldenResult,
+    describe_result,
+    golden_samples,
+    same_result,
+)
 from grpo_host.rewards.runtime import SampleResult, prepare_samples
 
 CHECKS = (
@@ -165,14 +172,14 @@ def _one_score(name: str, inputs: list[Input], rows: list[SampleResult], expecte
 
 def _finite(harness: CheckedReward, inputs: list[Input], rows: list[SampleResult]) -> CheckResult:
     spec = harness.spec
-    labelled = [(_label(inputs, i), r) for i, r in enumerate(rows)]
+    labelled: list[tuple[str, SampleResult | GoldenResult]] = [(_label(inputs, i), r) for i, r in enumerate(rows)]
     labelled += [(f"golden:{g.case.id}", g) for g in harness.golden_results().values()]
     bad = []
     for label, row in labelled:
         error = str(row.details.get("error", "")) if row.outcome == "error" else ""
         if error.startswith("returned "):
             bad.append(f"  {label}: {error}")
-        elif row.outcome == "ok" and spec.score_range is not None:
+        elif row.outcome == "ok" and spec.score_range is not None and row.score is not None:
             low, high = spec.score_range
             if not low <= row.score <= high:
                 bad.append(f"  {label}: {row.score} is outside the declared score_range [{low}, {high}]")

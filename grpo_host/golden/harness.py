@@ -150,11 +150,11 @@ class RewardHarness:
     def baseline(self) -> Baseline | None:
         """A golden case with the highest expected score (default params preferred), or None."""
         golden = self.golden
-        scored = [c for c in (golden.cases if golden else []) if c.score is not None]
-        if not scored:
+        scores = [(c, c.score) for c in (golden.cases if golden else []) if c.score is not None]
+        if not scores:
             return None
-        top = max(c.score for c in scored)
-        tied = [c for c in scored if c.score >= top - c.tolerance]
+        top = max(score for _, score in scores)
+        tied = [c for c, score in scores if score >= top - c.tolerance]
         case = min(tied, key=lambda c: len(c.params))  # stable: the first of the simplest
         results = self.golden_results()
         honest = [results[c.id] for c in tied if params_key(c.params) == params_key(case.params)]
