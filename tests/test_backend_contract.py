@@ -53,8 +53,13 @@ def test_scheduler_cluster_is_empty_off_sagemaker_and_sorted_hosts_on_it():
     assert scheduler_cluster({"MASTER_ADDR": "10.0.0.1"}) == ({}, "")
     env = {"SM_HOSTS": json.dumps(["algo-2", "algo-1"]), "SM_CURRENT_HOST": "algo-2", "SM_NUM_GPUS": "4"}
     cluster, source = scheduler_cluster(env)
-    assert cluster == {"num_processes": 8, "num_machines": 2, "machine_rank": 1, "main_process_ip": "algo-1",
-                       "main_process_port": 7777}
+    assert cluster == {
+        "num_processes": 8,
+        "num_machines": 2,
+        "machine_rank": 1,
+        "main_process_ip": "algo-1",
+        "main_process_port": 7777,
+    }
     assert source.startswith("SageMaker")
 
 

@@ -18,13 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 # Circles that wait on modules other work is changing now; each names why it is still here.
 # The test fails when one of them is gone too, so that this list only ever shrinks.
 KNOWN_CIRCLES = {
-    frozenset({"grpo_host.interop.scoring", "grpo_host.interop.trainer_side"}):
-        "trainer_side (copied whole into exported files) defines strip_end_tokens and, in process, "
-        "asks scoring for its local scorer; the serve-rewards request path is being reworked",
-    frozenset({"grpo_host.rewards.spec", "grpo_host.rewards.worker"}):
-        "spec.py imports worker.memory_error_text; spec.py is being reworked (host params, issue 23 item 2)",
-    frozenset({"grpo_host.training.finished", "grpo_host.training.worker"}):
-        "finished.py reads worker.SUMMARY_FILE; worker.py is being cut into stages (issue 23 item 1)",
+    frozenset(
+        {"grpo_host.interop.scoring", "grpo_host.interop.trainer_side"}
+    ): "trainer_side (copied whole into exported files) defines strip_end_tokens and, in process, "
+    "asks scoring for its local scorer; the serve-rewards request path is being reworked",
+    frozenset(
+        {"grpo_host.rewards.spec", "grpo_host.rewards.worker"}
+    ): "spec.py imports worker.memory_error_text; spec.py is being reworked (host params, issue 23 item 2)",
+    frozenset(
+        {"grpo_host.training.finished", "grpo_host.training.worker"}
+    ): "finished.py reads worker.SUMMARY_FILE; worker.py is being cut into stages (issue 23 item 1)",
 }
 
 
@@ -119,6 +122,7 @@ def circles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
 
 def cli_importers(graph: dict[str, set[str]], cli: str) -> list[tuple[str, str]]:
     """``(importer, imported)`` pairs where a module outside the CLI package imports it."""
+
     def in_cli(name: str) -> bool:
         return name == cli or name.startswith(cli + ".")
 
@@ -171,14 +175,24 @@ def private_uses(path: Path, public_names: set[str]) -> list[str]:
         if isinstance(node, ast.ImportFrom) and not node.level and node.module:
             module = node.module
             if module == "grpo_host":
-                found += [f"{node.lineno}: grpo_host.{a.name}" for a in node.names if a.name not in public_names]
+                found += [
+                    f"{node.lineno}: grpo_host.{a.name}" for a in node.names if a.name not in public_names
+                ]
             elif module.startswith("grpo_host.") and module not in PUBLIC_MODULES:
                 found.append(f"{node.lineno}: {module}")
         elif isinstance(node, ast.Import):
-            found += [f"{node.lineno}: {a.name}" for a in node.names
-                      if a.name.startswith("grpo_host.") and a.name not in PUBLIC_MODULES]
-        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "grpo_host"
-              and node.attr not in public_names and f"grpo_host.{node.attr}" not in PUBLIC_MODULES):
+            found += [
+                f"{node.lineno}: {a.name}"
+                for a in node.names
+                if a.name.startswith("grpo_host.") and a.name not in PUBLIC_MODULES
+            ]
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "grpo_host"
+            and node.attr not in public_names
+            and f"grpo_host.{node.attr}" not in PUBLIC_MODULES
+        ):
             found.append(f"{node.lineno}: grpo_host.{node.attr}")
     return sorted(found, key=lambda use: int(use.partition(":")[0]))
 
@@ -214,8 +228,11 @@ def test_public_api_check_catches_what_a_third_party_author_might_reach_for(tmp_
         "    return grpo_host.manager.get_plugin_manager()\n"
     )
     assert private_uses(plugin, public_names()) == [
-        "2: grpo_host._LAZY", "4: grpo_host.sagemaker.job_env", "5: grpo_host.config",
-        "9: grpo_host.rewards.spec", "10: grpo_host.manager",
+        "2: grpo_host._LAZY",
+        "4: grpo_host.sagemaker.job_env",
+        "5: grpo_host.config",
+        "9: grpo_host.rewards.spec",
+        "10: grpo_host.manager",
     ]
 
 

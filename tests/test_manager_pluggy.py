@@ -50,9 +50,12 @@ def test_tracing_goes_through_pluggys_monitoring_and_shows_a_raising_hook(capsys
     broken = manager.register(Raises(), "grpo-backend-exits")
     err = capsys.readouterr().err
     traced = [line for line in err.splitlines() if line.startswith("[grpo-host trace]")]
-    assert any("grpo_rewards() plugin=grpo-reward-fine args={} -> [<function fine_one" in line for line in traced), err
-    assert any("grpo_backends() plugin=grpo-backend-exits" in line and "raised SystemExit" in line
-               for line in traced), err
+    assert any(
+        "grpo_rewards() plugin=grpo-reward-fine args={} -> [<function fine_one" in line for line in traced
+    ), err
+    assert any(
+        "grpo_backends() plugin=grpo-backend-exits" in line and "raised SystemExit" in line for line in traced
+    ), err
     assert not any("plugin=grpo-reward-fine" in line and "grpo_backends" in line for line in traced)
     assert broken.status == "broken" and "a hook that exits" in broken.error
 

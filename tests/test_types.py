@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def mypy(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mypy", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow  # a cold cache (CI's fresh clone) reads the whole package: tens of seconds
@@ -46,4 +47,7 @@ def test_the_config_is_strict_on_the_public_api_and_catches_a_wrong_type(tmp_pat
     assert out.returncode == 1, out.stdout
     assert "grpo_host/overrides.py:1: error: Function is missing a type annotation" in out.stdout
     assert "grpo_host/answers.py:1:" not in out.stdout
-    assert 'grpo_host/answers.py:6: error: Incompatible return value type (got "str", expected "int")' in out.stdout
+    assert (
+        'grpo_host/answers.py:6: error: Incompatible return value type (got "str", expected "int")'
+        in out.stdout
+    )
