@@ -363,7 +363,7 @@ def load_config(
     base_dir: str | Path | None = None,
 ) -> RunConfig:
     """Read a run config (the embedded default when ``path`` is None), apply ``--set``
-    overrides (a nested dict, see ``grpo_host.cli.common.parse_sets``) and the CLI's
+    overrides (a nested dict, see ``grpo_host.overrides.parse_sets``) and the CLI's
     ``--output-dir``/``--backend``, validate, and resolve the output dir to an absolute path."""
     source = str(path) if path is not None else "the embedded default config"
     raw = read_yaml(path if path is not None else DEFAULT_CONFIG)
@@ -640,7 +640,7 @@ def free_form_problems(raw: Mapping[str, Any]) -> list[str]:
     if isinstance(data_builtin, Mapping):
         import inspect
 
-        from grpo_host.training.builtin import arithmetic_rows
+        from grpo_host.datasets import arithmetic_rows
 
         allowed = [p for p in inspect.signature(arithmetic_rows).parameters]
         problems += [_unknown_key("data.builtin", str(k), allowed) for k in data_builtin if k not in allowed]

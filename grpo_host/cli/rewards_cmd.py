@@ -41,12 +41,6 @@ def _reward_params(names: list[str], sets: tuple[str, ...]) -> dict[str, dict[st
     return params
 
 
-def total_score(rewards: dict[str, Any], weights: dict[str, float]) -> float | None:
-    """As TRL sums rewards: weighted, skipping the ones that gave no score."""
-    scores = [weights[name] * r.score for name, r in rewards.items() if r.outcome == "ok"]
-    return sum(scores) if scores else None
-
-
 @click.command("try-reward")
 @click.argument("names")
 @click.option("--input", "input_path", metavar="FILE.jsonl|-", help="Rows of {completion, prompt, <columns>}.")
@@ -65,6 +59,7 @@ def try_reward_cmd(names: str, input_path: str | None, completion: str | None, p
                    columns: tuple[str, ...], sets: tuple[str, ...], as_json: bool, explain: bool,
                    workers: int | None, dataset: str | None, n_rows: int) -> None:
     """Score completions by hand with rewards NAME[,NAME...], no model needed."""
+    from grpo_host.interop.scoring import total_score
     from grpo_host.rewards.runtime import RewardRuntime, prepare_samples
     from grpo_host.rewards.trl_adapter import resolve_reward_item
 
@@ -159,6 +154,8 @@ def _clip(value: Any, limit: int = 160) -> str:
 
 def _print_table(rows: list[dict], per_row: list[dict], weights: dict[str, float], explain: bool) -> None:
     from rich.table import Table
+
+    from grpo_host.interop.scoring import total_score
 
     table = Table(show_lines=True)
     table.add_column("row", justify="right")

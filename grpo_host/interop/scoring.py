@@ -23,14 +23,17 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_host.errors import GrpoHostError
 from grpo_host.interop.trainer_side import strip_end_tokens
 from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, prepare_samples
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.manager import PluginManager
 
-def bind_rewards(items: Sequence[Any], manager: Any = None) -> list[BoundReward]:
+
+def bind_rewards(items: Sequence[Any], manager: PluginManager | None = None) -> list[BoundReward]:
     """Reward items (names, ``(name, params)``, or dicts as in a run config) bound and checked."""
     from grpo_host.rewards.trl_adapter import resolve_reward_item
 
@@ -46,10 +49,14 @@ def _as_item(item: Any) -> Any:
     return item
 
 
+def total_score(rewards: Mapping[str, SampleResult], weights: Mapping[str, float]) -> float | None:
+    """As TRL sums rewards: weighted, skipping the ones that gave no score."""
+    scores = [weights[name] * r.score for name, r in rewards.items() if r.outcome == "ok" and r.score is not None]
+    return sum(scores) if scores else None
+
+
 def results_json(bound: Sequence[BoundReward], results: Mapping[str, Sequence[SampleResult]], count: int,
                  *, details: bool = True) -> list[dict[str, Any]]:
-    from grpo_host.cli.rewards_cmd import total_score
-
     weights = {b.name: b.weight for b in bound}
     rows = []
     for i in range(count):

@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from grpo_host.datasets import arithmetic_rows  # the corpus is made of its rows
 
 BUILTIN_VERSION = 1  # bump when the build changes, so caches are rebuilt
 
@@ -41,7 +42,6 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
 def cache_root() -> Path:
@@ -51,22 +51,7 @@ def cache_root() -> Path:
     return Path(base) / "grpo-host"
 
 
-# -- data ----------------------------------------------------------------------------------------
-def arithmetic_rows(
-    n: int = 2000, seed: int = 0, max_operand: int = 20, operations: str = "+-"
-) -> list[dict[str, str]]:
-    """``n`` questions like "What is 12 + 7?" with their answers, reproducible from ``seed``."""
-    unknown = [op for op in operations if op not in OPERATIONS]
-    if unknown or not operations:
-        raise ValueError(f"data.builtin.operations: {operations!r}; use a string of {''.join(OPERATIONS)}")
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(int(n)):
-        a, b, op = rng.randint(0, max_operand), rng.randint(0, max_operand), rng.choice(operations)
-        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": str(OPERATIONS[op](a, b))})
-    return rows
-
-
+# -- data (the rows are made in grpo_host.datasets, the built-in data source's home) ------------
 def _corpus(max_operand: int = 20) -> list[str]:
     rows = arithmetic_rows(3000, seed=1234, max_operand=max_operand, operations="+-*")
     lines = []
