@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from grpo_host.errors import GrpoHostError, did_you_mean
-from grpo_host.rewards.runtime import (
+from grpo_host.rewards.pool import (
     BUILD_BUDGET_S,
     Chunk,
     ProcessPool,
