@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
@@ -61,6 +62,12 @@ KEEP_ALIVE_S = 15
 # Many trainer ranks connect at once; a short backlog resets connections.
 BACKLOG = 2048
 GRACEFUL_SHUTDOWN_S = 30
+# The micro-batching window: a free lane waits up to this long for requests on their way (see
+# RewardApp.expected_arrivals) before it scores what is waiting.
+GATHER_S = 0.002
+# A client answered this recently counts as one whose next request is on its way (trainers' reward
+# loops send the next sample at once); after that its connection counts as idle.
+RECENT_S = 0.25
 ROUTES = {"/health": "GET", "/rewards": "GET", "/score": "POST", "/get_reward": "POST"}
 
 
@@ -146,6 +153,14 @@ class RewardApp:
         self.started = time.time()
         self.counts = {"requests": 0, "rejected": 0}
         self._decoder = json_decoder(limits)
+        # For the micro-batching window: requests in and not yet handed to the pool, and the
+        # connections answered in the last RECENT_S (by client address, oldest first).
+        self._arriving = 0
+        self._recent: OrderedDict[Any, float] = OrderedDict()
+
+    def expected_arrivals(self) -> int:
+        """About how many requests are on their way to the pool now (read from the lanes' threads)."""
+        return self._arriving + len(self._recent)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -153,9 +168,15 @@ class RewardApp:
             return
         if scope["type"] != "http":
             return
+        client = scope.get("client")
+        recent = self._recent
+        if client is not None:
+            recent.pop(client, None)
+        arrival = [True]  # counted as arriving until the request reaches the pool (or fails)
+        self._arriving += 1
         headers: list[tuple[str, str]] = []
         try:
-            status, payload = await self._handle(scope, receive)
+            status, payload = await self._handle(scope, receive, arrival)
         except _ClientGone:
             return
         except RequestError as exc:
@@ -163,14 +184,27 @@ class RewardApp:
             status, payload, headers = exc.status, {"error": str(exc), "status": exc.status}, exc.headers
             if exc.close:
                 headers = [*headers, ("connection", "close")]
+                client = None
         except Exception as exc:  # noqa: BLE001 - the server's own fault, said as JSON, and it goes on
             status = 500
             payload = {"error": f"the reward server failed: {type(exc).__name__}: {exc}", "status": 500}
+        finally:
+            if arrival[0]:
+                self._arriving -= 1
         body = _ENCODER.encode(payload).encode()
         raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        raw_headers += [(k.encode(), v.encode()) for k, v in headers]
+        if headers:
+            raw_headers += [(k.encode(), v.encode()) for k, v in headers]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
+        if client is not None:
+            now = time.monotonic()
+            recent[client] = now
+            while True:  # forget the connections gone quiet (oldest first; this one is the newest)
+                oldest = next(iter(recent))
+                if now - recent[oldest] <= RECENT_S:
+                    break
+                del recent[oldest]
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -185,7 +219,7 @@ class RewardApp:
                 return
 
     # -- routing ---------------------------------------------------------------------------
-    async def _handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
+    async def _handle(self, scope: dict[str, Any], receive: Any, arrival: list[bool]) -> tuple[int, dict[str, Any]]:
         path = scope["path"].rstrip("/") or "/"
         allowed = ROUTES.get(path)
         if allowed is None:
@@ -206,8 +240,8 @@ class RewardApp:
         else:
             body = parse_body(raw, self.limits, self._decoder)
         if path == "/score":
-            return 200, await self._score(body)
-        return 200, await self._get_reward(body)
+            return 200, await self._score(body, arrival)
+        return 200, await self._get_reward(body, arrival)
 
     def _check_token(self, scope: dict[str, Any]) -> None:
         given = b""
@@ -246,13 +280,15 @@ class RewardApp:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # -- endpoints -------------------------------------------------------------------------
-    async def _scored(self, samples: list[dict[str, Any]]) -> dict[str, list]:
+    async def _scored(self, samples: list[dict[str, Any]], arrival: list[bool]) -> dict[str, list]:
+        arrival[0] = False
+        self._arriving -= 1
         try:
-            return await asyncio.wrap_future(self.pool.submit(samples))
+            return await self.pool.submit(samples, asyncio.get_running_loop())
         except GrpoHostError as exc:  # shutting down
             raise RequestError(503, f"{exc}; retry against a running server") from None
 
-    async def _score(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _score(self, body: dict[str, Any], arrival: list[bool]) -> dict[str, Any]:
         unknown = sorted(set(body) - {"samples", "details"})
         if unknown:
             raise RequestError(400, f"unknown field(s) {', '.join(unknown)}; a /score request has "
@@ -264,14 +300,14 @@ class RewardApp:
             raise RequestError(400, "'details' must be true or false")
         samples = self._checked(body["samples"])
         start = time.perf_counter()
-        results = await self._scored(samples)
+        results = await self._scored(samples, arrival)
         return {
             "names": self.names,
             "results": results_json(self.bound, results, len(samples), details=details),
             "seconds": round(time.perf_counter() - start, 6),
         }
 
-    async def _get_reward(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _get_reward(self, body: dict[str, Any], arrival: list[bool]) -> dict[str, Any]:
         """OpenRLHF's remote reward model: ``{"query", "prompts", "labels"}`` -> ``{"rewards", ...}``."""
         queries = body.get("query")
         if not isinstance(queries, list):
@@ -289,7 +325,7 @@ class RewardApp:
         samples = trainer_side.openrlhf_samples(queries, lists["prompts"], lists["labels"], self.label_column,
                                                 self.end_tokens)
         samples = self._checked(samples, strip=False)
-        results = results_json(self.bound, await self._scored(samples), len(samples), details=False)
+        results = results_json(self.bound, await self._scored(samples, arrival), len(samples), details=False)
         totals, logs = trainer_side.flatten(results, self.names)
         return {"rewards": totals, "scores": totals, "extra_logs": logs}
 
@@ -492,12 +528,16 @@ class RewardServer:
         self.sock = _listen(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         try:
-            self.pool = ScoringPool(bound, workers=workers, warm=warm)
+            self.pool = ScoringPool(bound, workers=workers, warm=warm, gather_s=GATHER_S)
         except BaseException:
             self.sock.close()
             raise
         self.app = RewardApp(self.pool, bound, limits=self.limits, label_column=label_column,
                              end_tokens=end_tokens, token=token)
+        self.pool.expected = self.app.expected_arrivals
+        import os as _os  # TEMP experiment knobs
+        self.pool.gather_s = float(_os.environ.get("X_GATHER_S", self.pool.gather_s))
+        self.pool.min_split = int(_os.environ.get("X_MIN_SPLIT", self.pool.min_split))
         self.names = self.app.names
         config = uvicorn.Config(
             self.app, http=guarded_protocol(self.limits), ws="none", lifespan="on", interface="asgi3",
