@@ -110,7 +110,7 @@ MIN_SPLIT_SAMPLES = 8
 
 
 class _Job:
-    __slots__ = ("samples", "future", "loop", "results", "left", "taken")
+    __slots__ = ("samples", "future", "loop", "results", "left", "taken", "settled")
 
     def __init__(self, samples: list[dict[str, Any]], names: list[str], loop: Any = None):
         self.samples = samples
@@ -121,6 +121,7 @@ class _Job:
         self.results: dict[str, list] = {name: [None] * len(samples) for name in names}
         self.left = len(samples)  # samples not scored yet
         self.taken = 0  # samples handed to a lane
+        self.settled = False
 
 
 class ScoringPool:
@@ -146,6 +147,7 @@ class ScoringPool:
         self.max_batch = max(1, int(max_batch))
         self.min_split = MIN_SPLIT_SAMPLES
         self._in_lanes = 0  # samples the lanes are scoring now
+        self._open_jobs = 0  # requests submitted and not answered yet (waiting or being scored)
         # The micro-batching window (see _gather_more); 0: a free lane takes what is waiting.
         self.gather_s = max(0.0, float(gather_s))
         self.expected: Callable[[], int] = expected or (lambda: 0)
@@ -218,6 +220,7 @@ class ScoringPool:
                 raise GrpoHostError("the scoring pool is closed")
             self._pending.append(job)
             self._waiting += len(samples)
+            self._open_jobs += 1
             if self._gatherer is not None:
                 self._cv.notify_all()  # the gathering lane must see it, not only a lane waiting on it
             else:
@@ -262,7 +265,6 @@ class ScoringPool:
                 if job.taken == len(job.samples):
                     self._pending.popleft()
             self._waiting -= taken
-            self.counts[f"size_{min(taken, 40):02d}"] = self.counts.get(f"size_{min(taken, 40):02d}", 0) + 1
             self._in_lanes += taken
             self.busy += 1
             if self._pending:
@@ -272,26 +274,24 @@ class ScoringPool:
     def _gather_more(self) -> bool:
         """The micro-batching window, under the lock with samples waiting: True when this lane
         should wait a little for more. It waits only while requests are on their way (the
-        ``expected`` hint: requests being read, and clients that just got an answer, which
-        usually send the next request at once) and its fair share of all of them is not in yet,
-        for at most ``gather_s`` from the first sample it saw: a lone client, or a batch that
-        fills the lanes, goes out at once."""
+        ``expected`` hint, the clients active now: requests being read, in the pool, being
+        answered, and clients answered a moment ago, which usually send the next request at
+        once; those not in the pool are on their way) and its fair share of everything is not
+        in yet, for at most ``gather_s`` from the first sample it saw: a lone client, or a
+        batch that fills the lanes, goes out at once."""
         if self.gather_s <= 0 or self._closed:
             return self._stop_gathering()
-        expected = self.expected()
+        expected = self.expected() - self._open_jobs
         waiting = self._waiting
         if expected <= 0 or waiting >= self.max_batch:
-            self.counts["g_noexp"] = self.counts.get("g_noexp", 0) + 1
             return self._stop_gathering()
         if waiting * len(self.runtimes) >= waiting + expected + self._in_lanes:
-            self.counts["g_share"] = self.counts.get("g_share", 0) + 1
             return self._stop_gathering()  # its share is in
         now = time.monotonic()
         if self._gatherer is None:
             self._gatherer, self._gather_until = threading.current_thread(), now + self.gather_s
         left = self._gather_until - now
         if left <= 0:
-            self.counts["g_timeout"] = self.counts.get("g_timeout", 0) + 1
             return self._stop_gathering()
         self.gathered_waits += 1
         self._cv.wait(left)
@@ -320,13 +320,20 @@ class ScoringPool:
                             job.results[name][start:end] = rows[offset:offset + end - start]
                         offset += end - start
                         job.left -= end - start
-                        if job.left == 0:
+                        if job.left == 0 and not job.settled:
+                            job.settled = True
+                            self._open_jobs -= 1
                             done.append(job)
                     self.counts["batches"] += 1
                     self.counts["samples"] += len(merged)
                 _settle_jobs(done)
             except BaseException as exc:  # noqa: BLE001 - the runtime failing is said to every caller
-                _settle_jobs([job for job, _, _ in parts], exc)
+                with self._cv:
+                    failed = [job for job, _, _ in parts if not job.settled]
+                    for job in failed:
+                        job.settled = True
+                        self._open_jobs -= 1
+                _settle_jobs(failed, exc)
                 if not isinstance(exc, Exception):
                     raise
             finally:

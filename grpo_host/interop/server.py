@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import os
 import signal
 import socket
 import sys
@@ -62,13 +63,22 @@ KEEP_ALIVE_S = 15
 # Many trainer ranks connect at once; a short backlog resets connections.
 BACKLOG = 2048
 GRACEFUL_SHUTDOWN_S = 30
+RAW_WRITES = os.environ.get("X_RAW", "1") == "1"  # TEMP
 # The micro-batching window: a free lane waits up to this long for requests on their way (see
-# RewardApp.expected_arrivals) before it scores what is waiting.
+# RewardApp.active_clients) before it scores what is waiting.
 GATHER_S = 0.002
 # A client answered this recently counts as one whose next request is on its way (trainers' reward
 # loops send the next sample at once); after that its connection counts as idle.
 RECENT_S = 0.25
 ROUTES = {"/health": "GET", "/rewards": "GET", "/score": "POST", "/get_reward": "POST"}
+
+
+# Set in a request's scope by the connection guard when it enforces the body deadline itself.
+BODY_DEADLINE_KEY = "grpo_host.body_deadline"
+
+
+def body_timeout_text(limits: Limits) -> str:
+    return f"the request body did not arrive within {limits.body_timeout_s:g} s (--body-timeout); the connection is closed"
 
 
 class RequestError(GrpoHostError):
@@ -141,6 +151,9 @@ def parse_body(raw: bytes, limits: Limits, decoder: json.JSONDecoder | None = No
 _ENCODER = json.JSONEncoder(default=str)
 
 
+ARRIVING, IN_POOL = 1, 2
+
+
 class RewardApp:
     """The ASGI application: routes, auth, limits, and the JSON of both protocols."""
 
@@ -153,14 +166,17 @@ class RewardApp:
         self.started = time.time()
         self.counts = {"requests": 0, "rejected": 0}
         self._decoder = json_decoder(limits)
-        # For the micro-batching window: requests in and not yet handed to the pool, and the
-        # connections answered in the last RECENT_S (by client address, oldest first).
+        # For the micro-batching window: requests being read (not yet in the pool), requests
+        # handed to the pool and not answered yet, and the connections answered in the last
+        # RECENT_S (by client address, oldest first).
         self._arriving = 0
+        self._in_pool = 0
         self._recent: OrderedDict[Any, float] = OrderedDict()
 
-    def expected_arrivals(self) -> int:
-        """About how many requests are on their way to the pool now (read from the lanes' threads)."""
-        return self._arriving + len(self._recent)
+    def active_clients(self) -> int:
+        """About how many clients are at work now: their requests read, scored or answered, or
+        answered a moment ago (the next one on its way). Read from the lanes' threads."""
+        return self._arriving + self._in_pool + len(self._recent)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -172,7 +188,7 @@ class RewardApp:
         recent = self._recent
         if client is not None:
             recent.pop(client, None)
-        arrival = [True]  # counted as arriving until the request reaches the pool (or fails)
+        arrival = [ARRIVING]  # where the request is, for active_clients
         self._arriving += 1
         headers: list[tuple[str, str]] = []
         try:
@@ -189,14 +205,18 @@ class RewardApp:
             status = 500
             payload = {"error": f"the reward server failed: {type(exc).__name__}: {exc}", "status": 500}
         finally:
-            if arrival[0]:
+            if arrival[0] == ARRIVING:
                 self._arriving -= 1
         body = _ENCODER.encode(payload).encode()
         raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if headers:
             raw_headers += [(k.encode(), v.encode()) for k, v in headers]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            if arrival[0] == IN_POOL:  # counted as active until answered: its client comes back soon
+                self._in_pool -= 1
         if client is not None:
             now = time.monotonic()
             recent[client] = now
@@ -219,7 +239,7 @@ class RewardApp:
                 return
 
     # -- routing ---------------------------------------------------------------------------
-    async def _handle(self, scope: dict[str, Any], receive: Any, arrival: list[bool]) -> tuple[int, dict[str, Any]]:
+    async def _handle(self, scope: dict[str, Any], receive: Any, arrival: list[int]) -> tuple[int, dict[str, Any]]:
         path = scope["path"].rstrip("/") or "/"
         allowed = ROUTES.get(path)
         if allowed is None:
@@ -259,15 +279,15 @@ class RewardApp:
             if name == b"content-length" and int(value) > limit:  # the parser has checked it is a number
                 raise RequestError(413, f"request body of {int(value)} bytes is over this server's limit of {limit} "
                                         "(--max-request-bytes): split the batch", close=True)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.body_timeout_s
+        # The protocol times the body itself when it can (one timer per request, no task
+        # cancellation); the app does only under a protocol that cannot.
+        deadline = None if BODY_DEADLINE_KEY in scope else asyncio.get_running_loop().time() + self.limits.body_timeout_s
         chunks, size = [], 0
         while True:
             try:
-                message = await _receive_by(receive, deadline)
+                message = await receive() if deadline is None else await _receive_by(receive, deadline)
             except TimeoutError:
-                raise RequestError(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s "
-                                        "(--body-timeout); the connection is closed", close=True) from None
+                raise RequestError(408, body_timeout_text(self.limits), close=True) from None
             if message["type"] == "http.disconnect":
                 raise _ClientGone
             chunk = message.get("body", b"")
@@ -280,15 +300,16 @@ class RewardApp:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # -- endpoints -------------------------------------------------------------------------
-    async def _scored(self, samples: list[dict[str, Any]], arrival: list[bool]) -> dict[str, list]:
-        arrival[0] = False
+    async def _scored(self, samples: list[dict[str, Any]], arrival: list[int]) -> dict[str, list]:
+        arrival[0] = IN_POOL
         self._arriving -= 1
+        self._in_pool += 1
         try:
             return await self.pool.submit(samples, asyncio.get_running_loop())
         except GrpoHostError as exc:  # shutting down
             raise RequestError(503, f"{exc}; retry against a running server") from None
 
-    async def _score(self, body: dict[str, Any], arrival: list[bool]) -> dict[str, Any]:
+    async def _score(self, body: dict[str, Any], arrival: list[int]) -> dict[str, Any]:
         unknown = sorted(set(body) - {"samples", "details"})
         if unknown:
             raise RequestError(400, f"unknown field(s) {', '.join(unknown)}; a /score request has "
@@ -307,7 +328,7 @@ class RewardApp:
             "seconds": round(time.perf_counter() - start, 6),
         }
 
-    async def _get_reward(self, body: dict[str, Any], arrival: list[bool]) -> dict[str, Any]:
+    async def _get_reward(self, body: dict[str, Any], arrival: list[int]) -> dict[str, Any]:
         """OpenRLHF's remote reward model: ``{"query", "prompts", "labels"}`` -> ``{"rewards", ...}``."""
         queries = body.get("query")
         if not isinstance(queries, list):
@@ -393,14 +414,23 @@ def _reply_and_close(transport: Any, status: int, message: str) -> None:
 class _CoalescingTransport:
     """A transport whose writes within one event-loop step go out as one: uvicorn writes a
     response's head and body separately, two syscalls (and, with TCP_NODELAY, two segments) per
-    answer; on a loopback-heavy trainer node each one costs as much as the rest of the request."""
+    answer; on a loopback-heavy trainer node each one costs as much as the rest of the request.
+    When the transport has nothing buffered, the bytes go straight to the socket with
+    ``os.write``, which lets go of the GIL during the system call (uvloop's ``write`` holds it):
+    on loopback the kernel delivers the segment to the client inside that call, tens of µs per
+    answer during which the lanes could not run."""
 
-    __slots__ = ("_transport", "_loop", "_chunks", "_scheduled")
+    __slots__ = ("_transport", "_loop", "_chunks", "_scheduled", "_fd")
 
     def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop):
         self._transport, self._loop = transport, loop
         self._chunks: list[bytes] = []
         self._scheduled = False
+        sock = transport.get_extra_info("socket")
+        try:
+            self._fd = sock.fileno() if sock is not None and RAW_WRITES else -1
+        except (AttributeError, OSError):
+            self._fd = -1
 
     def write(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -410,11 +440,24 @@ class _CoalescingTransport:
 
     def flush(self) -> None:
         self._scheduled = False
-        if self._chunks:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
+        if not self._chunks:
+            return
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if self._fd >= 0 and not transport.get_write_buffer_size():
+            try:
+                sent = os.write(self._fd, data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the transport's own write sees the error and closes the connection
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
     def close(self) -> None:
         self.flush()
@@ -436,6 +479,7 @@ def guarded_protocol(limits: Limits) -> type:
 
     class GuardedProtocol(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
+        _body_timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
         _refusal = ""
 
@@ -472,13 +516,36 @@ def guarded_protocol(limits: Limits) -> type:
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+            self._stop_body_deadline()
             super().connection_lost(exc)
+
+        def _stop_body_deadline(self) -> None:
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
 
         def send_400_response(self, msg: str) -> None:
             reason = self._refusal or "the HTTP request line, headers or Content-Length are malformed"
             _reply_and_close(self.transport, 400, f"{reason}; the connection is closed")
 
         if has_header_callbacks:  # httptools: h11 bounds a request's head itself (and answers 400)
+            def on_headers_complete(self) -> None:
+                # The body's deadline, from here to its last byte: one timer, the app's read stays plain.
+                self.scope[BODY_DEADLINE_KEY] = True
+                super().on_headers_complete()
+                self._stop_body_deadline()
+                if not self.transport.is_closing():
+                    self._body_timer = self.loop.call_later(limits.body_timeout_s, self._body_deadline_passed)
+
+            def on_message_complete(self) -> None:
+                self._stop_body_deadline()
+                super().on_message_complete()
+
+            def _body_deadline_passed(self) -> None:
+                self._body_timer = None
+                # The app waiting for the rest of the body gets a disconnect and answers nothing.
+                _reply_and_close(self.transport, 408, body_timeout_text(limits))
+
             def on_url(self, url: bytes) -> None:
                 self._count_header_bytes(len(url))
                 super().on_url(url)
@@ -534,7 +601,7 @@ class RewardServer:
             raise
         self.app = RewardApp(self.pool, bound, limits=self.limits, label_column=label_column,
                              end_tokens=end_tokens, token=token)
-        self.pool.expected = self.app.expected_arrivals
+        self.pool.expected = self.app.active_clients
         import os as _os  # TEMP experiment knobs
         self.pool.gather_s = float(_os.environ.get("X_GATHER_S", self.pool.gather_s))
         self.pool.min_split = int(_os.environ.get("X_MIN_SPLIT", self.pool.min_split))
