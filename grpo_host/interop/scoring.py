@@ -106,7 +106,7 @@ def _strip_completion(completion: Any, end_tokens: Sequence[str]) -> Any:
 MAX_BATCH_SAMPLES = 2048
 # Up to this many waiting samples go to one lane as one chunk: a chunk costs a worker round trip
 # (a few hundred µs of CPU on a busy machine), more than scoring a few samples.
-MIN_SPLIT_SAMPLES = 8
+MIN_SPLIT_SAMPLES = 16
 
 
 class _Job:

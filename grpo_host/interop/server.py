@@ -63,7 +63,6 @@ KEEP_ALIVE_S = 15
 # Many trainer ranks connect at once; a short backlog resets connections.
 BACKLOG = 2048
 GRACEFUL_SHUTDOWN_S = 30
-RAW_WRITES = os.environ.get("X_RAW", "1") == "1"  # TEMP
 # The micro-batching window: a free lane waits up to this long for requests on their way (see
 # RewardApp.active_clients) before it scores what is waiting.
 GATHER_S = 0.002
@@ -428,7 +427,7 @@ class _CoalescingTransport:
         self._scheduled = False
         sock = transport.get_extra_info("socket")
         try:
-            self._fd = sock.fileno() if sock is not None and RAW_WRITES else -1
+            self._fd = sock.fileno() if sock is not None else -1
         except (AttributeError, OSError):
             self._fd = -1
 
@@ -602,9 +601,6 @@ class RewardServer:
         self.app = RewardApp(self.pool, bound, limits=self.limits, label_column=label_column,
                              end_tokens=end_tokens, token=token)
         self.pool.expected = self.app.active_clients
-        import os as _os  # TEMP experiment knobs
-        self.pool.gather_s = float(_os.environ.get("X_GATHER_S", self.pool.gather_s))
-        self.pool.min_split = int(_os.environ.get("X_MIN_SPLIT", self.pool.min_split))
         self.names = self.app.names
         config = uvicorn.Config(
             self.app, http=guarded_protocol(self.limits), ws="none", lifespan="on", interface="asgi3",
