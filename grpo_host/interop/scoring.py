@@ -6,8 +6,9 @@ server's ``/score`` returns.
 
 :class:`ScoringPool` is the micro-batcher both share: callers on any thread submit samples;
 *lanes*, each a :class:`RewardRuntime` of one worker process and a thread, take their share of
-everything waiting when they come free and score it as one batch. Requests that arrive
-together are scored together, and a lane held up by a hanging sample (until its timeout) holds
+everything waiting when they come free and score it as one batch; with a window (``gather_s``)
+and a hint of how many clients are active, a free lane first waits, briefly, for the requests
+still on their way. Requests that arrive together are scored together, and a lane held up by a hanging sample (until its timeout) holds
 up only the requests of its own batch: the other lanes go on. ``local_scorer`` keeps one pool
 per process and reward list, so an exported file called once per sample from a trainer's thread
 pool (verl's reward managers, OpenRLHF's ``reward_func``) starts its workers once and batches.

@@ -2,7 +2,8 @@
 
 An ASGI app (:class:`RewardApp`) on uvicorn (httptools and uvloop when installed). Requests are
 parsed on the event loop and scored by a :class:`~grpo_host.interop.scoring.ScoringPool`:
-requests that arrive together are scored as one batch (micro-batching across clients), on
+requests that arrive together are scored as one batch (micro-batching across clients: a free
+lane waits up to 2 ms for the requests of clients still at work, see ``active_clients``), on
 lanes of one worker process each, so a hanging sample holds up only its own batch while the
 other lanes go on; the runtime's per-sample timeouts apply as in training. The server does not
 trust its clients: every malformed request gets a JSON 4xx (body size, JSON nesting depth and
@@ -185,8 +186,9 @@ class RewardApp:
             return
         client = scope.get("client")
         recent = self._recent
-        if client is not None:
+        if recent:
             recent.pop(client, None)
+            self._forget_quiet(time.monotonic())  # after a pause the window must not wait for them
         arrival = [ARRIVING]  # where the request is, for active_clients
         self._arriving += 1
         headers: list[tuple[str, str]] = []
@@ -219,11 +221,16 @@ class RewardApp:
         if client is not None:
             now = time.monotonic()
             recent[client] = now
-            while True:  # forget the connections gone quiet (oldest first; this one is the newest)
-                oldest = next(iter(recent))
-                if now - recent[oldest] <= RECENT_S:
-                    break
-                del recent[oldest]
+            self._forget_quiet(now)
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop the connections answered over RECENT_S ago (oldest first): they count as idle."""
+        recent = self._recent
+        while recent:
+            oldest = next(iter(recent))
+            if now - recent[oldest] <= RECENT_S:
+                return
+            del recent[oldest]
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
