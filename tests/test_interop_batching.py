@@ -5,7 +5,9 @@ window whose expected clients never come is cut off at its cap.
 The pool is driven directly, with the server's hint (how many clients are active) given as a
 number, so the chunk counts do not depend on how loaded the machine is: the window is long (30 s)
 and only the hint ends it early. A pool whose window ignored the hint would take 30 s (and fail the
-time bounds); one that did not gather would score the 32 requests in many more chunks.
+time bounds); one that did not gather would score the 32 requests in many more chunks. Then the
+hint itself, from the ASGI app driven by hand (clients in the pool, being answered, answered a
+moment ago, forgotten when quiet), and the server wiring the two together.
 """
 
 from __future__ import annotations
@@ -115,3 +117,86 @@ def test_a_large_request_is_shared_by_the_lanes(bound):
         ]
         assert [r.score for r in rows] == [float(i % 7) for i in range(256)]
         assert 2 <= pool.counts["batches"] <= 3, pool.counts
+
+
+class HeldPool:
+    """Stands in for the scoring pool: each request's future stays open until released."""
+
+    names = ["text-length"]
+
+    def __init__(self):
+        self.futures: list = []
+
+    def submit(self, samples, loop=None):
+        future = loop.create_future()
+        self.futures.append((future, len(samples)))
+        return future
+
+    def release(self) -> None:
+        from grpo_host.rewards.runtime import SampleResult
+
+        for future, count in self.futures:
+            future.set_result({"text-length": [SampleResult("ok", 1.0) for _ in range(count)]})
+        self.futures.clear()
+
+
+def test_the_server_counts_the_clients_at_work_for_the_window(bound, monkeypatch):
+    """The hint the pool gets: requests in the pool or being answered, and clients answered in
+    the last RECENT_S; a client's new request is not counted twice, a quiet one is forgotten."""
+    import asyncio
+    import json
+
+    from grpo_host.interop import server as srv
+
+    monkeypatch.setattr(srv, "RECENT_S", 0.3)
+    pool = HeldPool()
+    app = srv.RewardApp(pool, bound, limits=srv.Limits(), label_column="answer", end_tokens=[], token=None)
+    body = json.dumps({"samples": [{"completion": "abc"}], "details": False}).encode()
+    sent: list = []
+
+    def request(port: int):
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/score",
+            "client": ("127.0.0.1", port),
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        return app(scope, receive, send)
+
+    async def scenario():
+        first = [asyncio.ensure_future(request(port)) for port in (1, 2, 3)]
+        await asyncio.sleep(0.01)
+        assert app.active_clients() == 3  # all three in the pool
+        pool.release()
+        await asyncio.gather(*first)
+        assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] * 3
+        assert app.active_clients() == 3  # answered a moment ago: their next requests are on the way
+        again = asyncio.ensure_future(request(1))  # client 1 comes back: still three, not four
+        await asyncio.sleep(0.01)
+        assert app.active_clients() == 3
+        pool.release()
+        await again
+        await asyncio.sleep(0.4)  # all quiet for longer than RECENT_S
+        late = asyncio.ensure_future(request(4))
+        await asyncio.sleep(0.01)
+        assert app.active_clients() == 1  # only the newcomer: the window would not wait for the others
+        pool.release()
+        await late
+
+    asyncio.run(scenario())
+
+
+def test_the_reward_server_gives_its_pool_the_window_and_the_hint(bound):
+    from grpo_host.interop.server import GATHER_S, RewardServer
+
+    with RewardServer(bound, workers=1) as server:
+        assert server.pool.gather_s == GATHER_S > 0
+        assert server.pool.expected == server.app.active_clients
