@@ -12,6 +12,7 @@ nothing of either, so both executors import it and nothing runs back up.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import pickle
 import signal
@@ -68,8 +69,10 @@ class BoundReward:
     def name(self) -> str:
         return self.alias or self.spec.name
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        # Cached (in the instance's __dict__, past the frozen __setattr__): the pool sends it
+        # with every chunk, and hashing the params' JSON cost more than a small chunk's IPC.
         return self.spec.provenance(self.params)["params_hash"]
 
     def provenance(self) -> dict[str, Any]:
