@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up grpo-host for development in ./.venv: the host with its training, SageMaker and test extras and
+# Set up grpo-host for development in ./.venv: the host with its training, SageMaker, test and Ray extras and
 # every first-party plugin, all editable. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,5 +18,5 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 plugins=()
 for p in plugins/*/; do plugins+=(-e "$p"); done
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[train,sagemaker,test]" "${plugins[@]}"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[train,sagemaker,test,ray]" "${plugins[@]}"
 echo "grpo-host is set up in .venv: try .venv/bin/grpo-host --help"

@@ -1,11 +1,16 @@
 """GPU: `grpo-host train` on its GPU default against plain TRL's default, same shape, batch and lengths.
 
-Each round runs plain TRL (``GRPOTrainer`` with TRL's own generation: dynamic KV cache, no
-compile; the script of ``train_overhead.py``, which calls the same reward code in a loop) and
-then ``grpo-host train`` with ``generation.speed`` at its default (``auto``: a static KV cache
-with transformers' compiled decode step on a CUDA GPU), alternating when there are several
-rounds. ``--host-off`` adds a host run with ``generation.speed=off`` (the plain-TRL settings:
-the host's own overhead). Both sides train the built-in Qwen2 with the 0.5B shape (random
+Each round runs ``grpo-host train`` with ``generation.speed`` at its default (``auto``: a static
+KV cache with transformers' compiled decode step on a CUDA GPU; LoRA/QLoRA sample from a merged
+copy), plain TRL (``GRPOTrainer`` with TRL's own generation: dynamic KV cache, no compile; the
+script of ``train_overhead.py``, which calls the same reward code in a loop) and the host with
+``generation.speed=off`` (the plain-TRL settings: the host's own overhead); the order reverses
+every round, so each side runs early and late. Per side: the median over rounds and the range;
+per round, the ratios to that round's plain run (overhead: off / plain step time), with their
+median and range. ``--host-steps`` gives the fast side a long run (20+ steps over prompts of
+varying length: recompiles and cache growth show); its torch.compile frame count is logged
+every step (``generation/compiled_frames``), and a frame compiled after the first step is a
+recompile, reported per run. Both sides train the built-in Qwen2 with the 0.5B shape (random
 weights, nothing downloaded) on the same prompts with the same GRPOConfig. Reported per side:
 the first step (compile and warm-up, separately), the median step after it, generated tokens/s,
 the rewards' share of the step (the host's ``rewards/score_seconds``, the wall time the trainer
@@ -13,7 +18,7 @@ waited on its reward pool, over TRL's ``step_time``; the plain script scores inl
 such figure), peak CUDA memory allocated, and the ratios to plain TRL.
 
     python bench/gpu.py --out results.json                  # bf16 full fine-tuning, on the GPU machine
-    python bench/gpu.py --modes bf16,lora,qlora --host-off  # every config, with the overhead side
+    python bench/gpu.py --modes lora --rounds 2 --host-steps 20  # LoRA, alternating, long fast runs
     python bench/gpu.py --tiny --steps 3                    # the same path on CPU, tiny shape
 
 ``--deadline`` (seconds) stops starting runs that cannot finish in time and bounds each run, so a
@@ -72,14 +77,24 @@ def host_run(workdir: Path, sets: list[str], timeout: float) -> dict:
         raise RuntimeError(f"grpo-host train logged no step before it was stopped:\n{text[-3000:]}")
     elapsed = [r["elapsed"] for r in records]
     summary = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
-    if partial:
-        summary["generation"] = next((line for line in text.splitlines() if line.startswith("generation:")), None)
+    if partial or not summary:
+        summary["generation"] = next((line for line in text.splitlines() if "generation:" in line), None)
     return {"partial": partial,"walls": [b - a for a, b in zip(elapsed, elapsed[1:], strict=False)],
             "step_time": [r["step_time"] for r in records], "records": records, "total": total,
             "peak_allocated_gib": max((r["memory/peak_allocated_gib"] for r in records
                                        if "memory/peak_allocated_gib" in r), default=None),
-            "generation": summary.get("generation"),
-            "recompiles": sum("recompil" in line.lower() for line in text.splitlines())}
+            "generation": summary.get("generation"), "compiles": _compiles(records)}
+
+
+def _compiles(records: list[dict]) -> dict | None:
+    """torch.compile frames per step (the worker logs running totals on the compiled path)."""
+    frames = [r["generation/compiled_frames"] for r in records if "generation/compiled_frames" in r]
+    if not frames:
+        return None
+    last = records[-1]
+    return {"after_step_1": frames[0], "at_end": frames[-1], "recompiles_after_step_1": frames[-1] - frames[0],
+            "steps_that_compiled": sum(b > a for a, b in zip(frames, frames[1:], strict=False)),
+            "graph_breaks": last.get("generation/graph_breaks"), "cudagraph_skips": last.get("generation/cudagraph_skips")}
 
 
 def _text(data) -> str:
@@ -117,97 +132,108 @@ def figures(run: dict, completions: int) -> dict:
             "run_seconds": round(run["total"], 1)}
 
 
+AUTO, PLAIN, OFF = "grpo-host (auto)", "plain TRL", "grpo-host (off)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="bf16", help="Comma-separated: bf16 (full), lora, qlora.")
     parser.add_argument("--steps", type=int, default=4, help="Steps per run (the first is reported apart).")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--host-steps", type=int, default=None,
+                        help="Steps for the host's auto side (default --steps): a long run shows recompiles.")
+    parser.add_argument("--rounds", type=int, default=2, help="Rounds; the side order reverses every round.")
+    parser.add_argument("--sides", default=f"{AUTO},{PLAIN},{OFF}", help="Comma-separated sides of a round.")
     parser.add_argument("--prompts", type=int, default=8, help="Prompts per step.")
     parser.add_argument("--generations", type=int, default=8, help="Completions per prompt.")
     parser.add_argument("--completion-length", type=int, default=256)
-    parser.add_argument("--host-off", action="store_true", help="Also run the host with generation.speed=off.")
+    parser.add_argument("--host-off", action="store_true", help="(kept for old commands: the off side is a default)")
     parser.add_argument("--tiny", action="store_true", help="The default tiny shape (a CPU smoke test).")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="More overrides (both sides).")
     parser.add_argument("--deadline", type=float, default=None, help="Seconds for the whole bench.")
     parser.add_argument("--reserve", type=float, default=95.0,
-                        help="With --deadline: seconds kept for each run still to come in the last round.")
+                        help="With --deadline: seconds kept for each run still to come.")
     parser.add_argument("--out", help="Write the figures as JSON here (after every run).")
     args = parser.parse_args()
     os.environ.setdefault("GRPO_HOST_CACHE", str(Path(tempfile.gettempdir()) / "grpo-host-bench-cache"))
     began = time.monotonic()
     completions = args.prompts * args.generations
+    sides = [x.strip() for x in args.sides.split(",") if x.strip()]
+    unknown = set(sides) - {AUTO, PLAIN, OFF}
+    if unknown:
+        parser.error(f"--sides: unknown {sorted(unknown)}; use {AUTO!r}, {PLAIN!r}, {OFF!r}")
     base = [f"grpo.per_device_train_batch_size={completions}", f"grpo.num_generations={args.generations}",
             f"grpo.max_completion_length={args.completion_length}", "grpo.beta=0.0", "reward_workers=4",
-            f"grpo.max_steps={args.steps}", "rewards=[format, {name: length, params: {target: 200}}]"]
+            "rewards=[format, {name: length, params: {target: 200}}]"]
     if not args.tiny:
         base += [f"model.builtin.{k}={v}" for k, v in SHAPE_05B.items()]
     base += args.sets
     workdir = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
     results: dict = {"shape": "tiny" if args.tiny else SHAPE_05B, "completions_per_step": completions,
-                     "completion_length": args.completion_length, "steps": args.steps, "versions": _versions(),
+                     "completion_length": args.completion_length, "steps": args.steps,
+                     "host_steps": args.host_steps or args.steps, "sets": args.sets, "versions": _versions(),
                      "modes": {}}
 
     def save() -> None:
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=2))
 
-    for mode in args.modes.split(","):
+    plan = [(mode, round_, side) for mode in args.modes.split(",") for round_ in range(args.rounds)
+            for side in (sides if round_ % 2 == 0 else sides[::-1])]
+    for n, (mode, round_, side) in enumerate(plan):
         sets = base + MODES[mode]
-        config_path = resolved_config(workdir, sets)
-        entry: dict = {"runs": []}
-        results["modes"][mode] = entry
-        # The host first: its fast path is what the bench is for, should the deadline cut a run short.
-        sides = ["grpo-host", "plain TRL"] + (["grpo-host off"] if args.host_off else [])
-        for round_ in range(args.rounds):
-            order = sides if round_ % 2 == 0 else sides[::-1]
-            for i, side in enumerate(order):
-                left = None if args.deadline is None else args.deadline - (time.monotonic() - began)
-                if left is not None and round_ == args.rounds - 1:  # leave the runs after this one their time
-                    left -= args.reserve * (len(order) - 1 - i)
-                if left is not None and left < 20:
-                    entry["runs"].append({"side": side, "round": round_, "error": "skipped: deadline"})
-                    continue
-                try:
-                    if side == "plain TRL":
-                        run = plain_run(workdir, config_path, left)
-                    else:
-                        extra = ["generation.speed=off"] if side == "grpo-host off" else []
-                        run = host_run(workdir, sets + extra, left)
-                    fig = figures(run, completions)
-                    if run.get("partial"):
-                        fig["partial"] = "stopped at the deadline; figures from the steps it finished"
-                    if "generation" in run:
-                        fig["generation"] = run["generation"]
-                        fig["recompile_lines"] = run["recompiles"]
-                except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as exc:
-                    fig = {"error": str(exc)[-3000:]}
-                entry["runs"].append({"side": side, "round": round_, **fig})
-                print(mode, side, json.dumps(fig), flush=True)
-                save()
+        entry = results["modes"].setdefault(mode, {"runs": []})
+        steps = (args.host_steps or args.steps) if side == AUTO else args.steps
+        left = None if args.deadline is None else args.deadline - (time.monotonic() - began)
+        if left is not None:
+            left -= args.reserve * (len(plan) - 1 - n)  # leave the runs after this one their time
+        if left is not None and left < 20:
+            entry["runs"].append({"side": side, "round": round_, "error": "skipped: deadline"})
+            continue
+        try:
+            run_sets = sets + [f"grpo.max_steps={steps}"]
+            if side == PLAIN:
+                run = plain_run(workdir, resolved_config(workdir, run_sets), left)
+            else:
+                run = host_run(workdir, run_sets + (["generation.speed=off"] if side == OFF else []), left)
+            fig = figures(run, completions)
+            if run.get("partial"):
+                fig["partial"] = "stopped at the deadline; figures from the steps it finished"
+            if "generation" in run:
+                fig["generation"] = run["generation"]
+                fig["compiles"] = run["compiles"]
+        except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as exc:
+            fig = {"error": str(exc)[-3000:]}
+        entry["runs"].append({"side": side, "round": round_, **fig})
+        print(mode, side, f"round {round_}", json.dumps(fig), flush=True)
         entry["summary"] = summarize(entry["runs"])
         save()
     print(table(results))
 
 
 def summarize(runs: list[dict]) -> dict:
+    """Per side: median and range over rounds; per round: the ratios to that round's plain run."""
+    ok = [r for r in runs if "error" not in r]
     by_side: dict[str, dict] = {}
-    for side in {r["side"] for r in runs}:
-        ok = [r for r in runs if r["side"] == side and "error" not in r]
-        if not ok:
+    for side in sorted({r["side"] for r in ok}):
+        mine = [r for r in ok if r["side"] == side]
+        by_side[side] = {"runs": len(mine)}
+        for key in ("step_s", "first_step_s", "gen_tokens_per_s", "gen_tokens_per_step", "reward_share",
+                    "peak_allocated_gib"):
+            values = [r[key] for r in mine if r.get(key) is not None]
+            if values:
+                by_side[side][key] = statistics.median(values)
+                by_side[side][key + "_range"] = [min(values), max(values)]
+    plains = {r["round"]: r for r in ok if r["side"] == PLAIN}
+    for side, f in by_side.items():
+        if side == PLAIN:
             continue
-        by_side[side] = {
-            "step_s": statistics.median(r["step_s"] for r in ok),
-            "first_step_s": statistics.median(r["first_step_s"] for r in ok if r["first_step_s"] is not None),
-            "gen_tokens_per_s": statistics.median(r["gen_tokens_per_s"] for r in ok),
-            "reward_share": _median([r["reward_share"] for r in ok]),
-            "peak_allocated_gib": _median([r["peak_allocated_gib"] for r in ok]),
-        }
-    plain = by_side.get("plain TRL")
-    if plain:
-        for side, f in by_side.items():
-            if side != "plain TRL":
-                f["step_vs_plain"] = round(f["step_s"] / plain["step_s"], 3)
-                f["tokens_per_s_vs_plain"] = round(f["gen_tokens_per_s"] / plain["gen_tokens_per_s"], 3)
+        pairs = [(r, plains[r["round"]]) for r in ok if r["side"] == side and r["round"] in plains]
+        for key, name in (("step_s", "step_vs_plain"), ("gen_tokens_per_s", "tokens_per_s_vs_plain")):
+            ratios = [round(r[key] / p[key], 4) for r, p in pairs if p.get(key)]
+            if ratios:
+                f[name] = statistics.median(ratios)
+                f[name + "_per_round"] = ratios
+                f[name + "_range"] = [min(ratios), max(ratios)]
     return by_side
 
 
@@ -235,19 +261,24 @@ def _versions() -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ["| mode | side | first step | median step | generated tokens/s | reward share | peak memory "
-             "(allocated) | step vs plain | tokens/s vs plain |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | side | runs | first step | median step (range) | generated tokens/s (range) | reward share | "
+             "peak memory (allocated) | step vs plain, per round | tokens/s vs plain |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, entry in results["modes"].items():
         for run in entry["runs"]:
             if "error" in run:
-                lines.append(f"| {mode} | {run['side']} | failed: {run['error'][-160:]!r} | | | | | | |")
+                lines.append(f"| {mode} | {run['side']} | failed: {run['error'][-160:]!r} | | | | | | | |")
         summary = entry.get("summary", {})
-        for side in sorted(summary, key=lambda k: (k != "plain TRL", k)):
+        for side in sorted(summary, key=lambda k: (k != PLAIN, k)):
             f = summary[side]
-            share = "n/a" if f["reward_share"] is None else f"{f['reward_share'] * 100:.1f}%"
-            lines.append(f"| {mode} | {side} | {f['first_step_s']:.1f} s | {f['step_s']:.2f} s | "
-                         f"{f['gen_tokens_per_s']:,.0f} | {share} | {f['peak_allocated_gib']} GiB | "
-                         f"{f.get('step_vs_plain', 1.0):.3f} | {f.get('tokens_per_s_vs_plain', 1.0):.2f}x |")
+            share = "n/a" if f.get("reward_share") is None else f"{f['reward_share'] * 100:.1f}%"
+            lo, hi = f["step_s_range"]
+            tlo, thi = f["gen_tokens_per_s_range"]
+            per_round = ", ".join(f"{x:.3f}" for x in f.get("step_vs_plain_per_round", [1.0]))
+            lines.append(f"| {mode} | {side} | {f['runs']} | {f.get('first_step_s', float('nan')):.1f} s | "
+                         f"{f['step_s']:.2f} s ({lo:.2f}-{hi:.2f}) | {f['gen_tokens_per_s']:,.0f} ({tlo:,.0f}-{thi:,.0f}) | "
+                         f"{share} | {f.get('peak_allocated_gib')} GiB | {f.get('step_vs_plain', 1.0):.3f} ({per_round}) | "
+                         f"{f.get('tokens_per_s_vs_plain', 1.0):.2f}x |")
     return "\n".join(lines)
 
 

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 
 from grpo_host._lazy import lazy_getattr
 from grpo_host._markers import hookimpl, hookspec
+from grpo_host._version import __version__
 from grpo_host.errors import GrpoHostError
-
-__version__ = "0.1.0"
 
 # name -> module holding it; resolved lazily so `import grpo_host` costs nothing.
 _LAZY = {
@@ -20,6 +19,7 @@ _LAZY = {
     "Score": "grpo_host.rewards.spec",
     "RewardSpec": "grpo_host.rewards.spec",
     "reference_cache": "grpo_host.rewards.spec",
+    "completion_text": "grpo_host.rewards.spec",
     "BackendSpec": "grpo_host.backends",
     "DatasetSpec": "grpo_host.datasets",
     "Param": "grpo_host.backends",
@@ -31,7 +31,7 @@ _LAZY = {
 
 __all__ = [  # noqa: F822 - the lazy names resolve through __getattr__
     "hookimpl", "hookspec", "GrpoHostError", "__version__",
-    "reward", "Score", "RewardSpec", "reference_cache", "BackendSpec", "DatasetSpec", "Param",
+    "reward", "Score", "RewardSpec", "reference_cache", "completion_text", "BackendSpec", "DatasetSpec", "Param",
     "load_reward", "load_rewards", "RewardRuntime", "get_plugin_manager",
 ]
 
@@ -44,5 +44,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from grpo_host.datasets import DatasetSpec
     from grpo_host.manager import get_plugin_manager
     from grpo_host.rewards.runtime import RewardRuntime
-    from grpo_host.rewards.spec import RewardSpec, Score, reference_cache, reward
+    from grpo_host.rewards.spec import RewardSpec, Score, completion_text, reference_cache, reward
     from grpo_host.rewards.trl_adapter import load_reward, load_rewards

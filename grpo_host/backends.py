@@ -3,7 +3,8 @@ param (``Param``) that backends and data sources share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,13 +51,33 @@ class WorkerSetup:
 
 
 @dataclass(frozen=True)
+class LaunchContext:
+    """What the host knows of the run when a backend builds its launch command.
+
+    ``config`` is the resolved run config (a ``grpo_host.config.RunConfig``), ``config_path``
+    the file the workers read it from. ``cluster`` is the cluster as the scheduler's
+    environment describes it, keys as ``accelerate launch`` names them (``num_machines``,
+    ``machine_rank``, ``main_process_ip``, ``main_process_port``, ``num_processes`` over all
+    machines), with ``cluster_source`` saying where it came from; empty on a plain machine.
+    """
+
+    config: Any
+    config_path: str
+    cluster: Mapping[str, Any] = field(default_factory=dict)
+    cluster_source: str = ""
+
+
+@dataclass(frozen=True)
 class BackendSpec:
     """A training backend.
 
-    ``build_command(worker_argv, params, env)`` returns the argv that launches the training
-    worker; ``worker_argv`` is ``[python, "-m", "grpo_host.training.worker", ...]`` and the
-    backend wraps it in its launcher (``accelerate launch``, ``torchrun``). It may add
-    variables to ``env`` (a dict it can mutate) for the launched processes.
+    ``build_command(worker_argv, params, env, context)`` returns the argv that launches the
+    training worker; ``worker_argv`` is ``[python, "-m", "grpo_host.training.worker", ...]``
+    and the backend wraps it in its launcher (``accelerate launch``, ``torchrun``). ``params``
+    are its resolved params, ``context`` a :class:`LaunchContext` (the run config, the
+    cluster). It may add variables to ``env`` (a dict it can mutate) for the launched
+    processes. A ``build_command`` written for the older three-argument form is called without
+    ``context``.
 
     ``prepare_worker(params, model, config)``, optional, runs inside every launched worker
     process once the model is built and before the trainer is: it gets the backend's resolved
@@ -67,7 +88,7 @@ class BackendSpec:
 
     name: str
     description: str
-    build_command: Callable[[Sequence[str], dict[str, Any], dict[str, str]], list[str]]
+    build_command: Callable[..., list[str]]
     params: Sequence[Param] = field(default_factory=tuple)
     prepare_worker: Callable[[dict[str, Any], Any, Any], WorkerSetup] | None = None
     # Filled in by the registry: the distribution that provided it.
@@ -76,3 +97,22 @@ class BackendSpec:
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         return resolve_declared("backend", self.name, self.params, params)
+
+    def command(self, worker_argv: Sequence[str], params: dict[str, Any], env: dict[str, str],
+                context: LaunchContext) -> list[str]:
+        """``build_command`` called with the arguments it takes (with ``context`` when it has
+        a fourth parameter)."""
+        if _takes_context(self.build_command):
+            return self.build_command(worker_argv, params, env, context)
+        return self.build_command(worker_argv, params, env)
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable: the documented form
+        return True
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 4

@@ -127,6 +127,8 @@ class RewardEntry(_Section):
     timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
     memory_mb: int | None = Field(None, ge=0, description="Memory cap per reward worker in MB (0: none; "
                                   "default: half the machine's memory shared by the workers, 1-4 GiB).")
+    concurrency: int | None = Field(None, ge=1, description="Async rewards only: samples awaited at once, "
+                                    "across the workers (default 32).")
     params: dict[str, Any] = Field(default_factory=dict)
     alias: str | None = Field(None, description="The name its metrics are logged under (to use a reward twice).")
 
@@ -141,6 +143,8 @@ class RewardEntry(_Section):
             item["timeout"] = self.timeout
         if self.memory_mb is not None:
             item["memory_mb"] = self.memory_mb
+        if self.concurrency is not None:
+            item["concurrency"] = self.concurrency
         if self.alias:
             item["alias"] = self.alias
         return item
@@ -202,8 +206,9 @@ class GenerationSection(_Section):
     """How completions are sampled when TRL generates with transformers (no vLLM)."""
 
     speed: Literal["auto", "off", "static", "static-compile"] = Field(
-        "auto", description="auto = static-compile on a CUDA GPU for full fine-tuning on one process group "
-        "without FSDP/DeepSpeed (measured 4x TRL's default on an H200), TRL's default otherwise; "
+        "auto", description="auto = static-compile on a CUDA GPU without FSDP/DeepSpeed (measured 4x TRL's "
+        "default on an H200 for full fine-tuning, 8.8x for LoRA, which samples from a merged copy), TRL's "
+        "default otherwise; "
         "off = TRL's default (dynamic KV cache, no compile); static = a static KV cache; "
         "static-compile = a static KV cache with transformers' compiled decode step (CUDA). "
         "Sampling only: the loss and log-probs are computed as before. Steps aside when grpo.use_vllm, "
@@ -240,6 +245,37 @@ class BackendSection(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class RuntimeSection(_Section):
+    """Where the rewards run: this machine's worker pool, or Ray actors across a cluster."""
+
+    executor: Literal["local", "ray"] = Field("local", description="local = worker processes on this "
+                                              "machine; ray = Ray actors across a cluster "
+                                              "(`pip install 'grpo-host[ray]'`).")
+    address: str | None = Field(None, description="ray: the cluster to join, host:port or ray://host:port "
+                                "(default: RAY_ADDRESS; with neither, a Ray running on this machine, else a new "
+                                "local one).")
+    workers: int | None = Field(None, ge=0, description="Reward workers: processes (local; 0 scores in the "
+                                "training process) or actors (ray; default: the cluster's CPUs over "
+                                "num_cpus_per_worker). Wins over reward_workers.")
+    num_cpus_per_worker: float | None = Field(None, gt=0, description="ray: CPUs each actor reserves "
+                                              "(default 1; 0.5 puts two on a core).")
+
+    @model_validator(mode="after")
+    def _per_executor(self) -> RuntimeSection:
+        if self.executor == "local" and self.executor_options():
+            raise ValueError(f"{next(iter(self.executor_options()))} applies to executor: ray only; "
+                             "set runtime.executor: ray or remove it")
+        if self.executor == "ray" and self.workers == 0:
+            raise ValueError("workers: 0 (scoring in the training process) is for executor: local; "
+                             "with ray give 1 or more actors, or leave it unset")
+        return self
+
+    def executor_options(self) -> dict[str, Any]:
+        """What ``RewardSet``/``RewardRuntime`` take as ``executor_options``."""
+        fields = ("address", "num_cpus_per_worker")
+        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+
+
 class RunConfig(_Section):
     """A grpo-host training run."""
 
@@ -274,6 +310,7 @@ class RunConfig(_Section):
                                     "split, else torch's default). Ignored on GPUs.")
     reward_workers: int | None = Field(None, ge=0, description="Reward worker processes (default: the cores "
                                        "available; 0 scores in the training process).")
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
     launch: dict[str, Any] = Field(default_factory=dict, description="Options of `grpo-host launch TARGET` "
                                    "(e.g. launch.sagemaker: instance_type, ...); training does not read them.")
     redact_env: list[str] = Field(default_factory=list, description="More environment variables (names or "
@@ -347,7 +384,7 @@ def load_config(
     base_dir: str | Path | None = None,
 ) -> RunConfig:
     """Read a run config (the embedded default when ``path`` is None), apply ``--set``
-    overrides (a nested dict, see ``grpo_host.cli.common.parse_sets``) and the CLI's
+    overrides (a nested dict, see ``grpo_host.overrides.parse_sets``) and the CLI's
     ``--output-dir``/``--backend``, validate, and resolve the output dir to an absolute path."""
     source = str(path) if path is not None else "the embedded default config"
     raw = read_yaml(path if path is not None else DEFAULT_CONFIG)
@@ -624,7 +661,7 @@ def free_form_problems(raw: Mapping[str, Any]) -> list[str]:
     if isinstance(data_builtin, Mapping):
         import inspect
 
-        from grpo_host.training.builtin import arithmetic_rows
+        from grpo_host.datasets import arithmetic_rows
 
         allowed = [p for p in inspect.signature(arithmetic_rows).parameters]
         problems += [_unknown_key("data.builtin", str(k), allowed) for k in data_builtin if k not in allowed]

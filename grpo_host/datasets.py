@@ -10,10 +10,12 @@ Nothing here imports anything heavy: a data source imports its generator when it
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from grpo_host._version import __version__
 from grpo_host.backends import Param, resolve_declared
 from grpo_host.errors import GrpoHostError, RewardParamError
 
@@ -51,9 +53,11 @@ class DatasetSpec:
             allowed = [t.strip() for t in p.type.split("|")]
             if value is None and "None" in allowed:
                 continue
-            types = [_SIMPLE_TYPES.get(t) for t in allowed if t != "None"]
-            if not types or any(t is None for t in types):
+            if not allowed or any(t not in _SIMPLE_TYPES for t in allowed if t != "None"):
                 continue  # a type we do not check (a list, a literal): the source checks it
+            types = [_SIMPLE_TYPES[t] for t in allowed if t != "None"]
+            if not types:
+                continue
             ok = any(isinstance(value, t) and not (isinstance(value, bool) and bool not in t) for t in types)
             if not ok:
                 raise RewardParamError(
@@ -96,9 +100,25 @@ class DatasetSpec:
 
 
 # -- the host's built-in data source -------------------------------------------------------------
-def _arithmetic(size: int, seed: int, max_operand: int, operations: str) -> list[dict[str, str]]:
-    from grpo_host.training.builtin import arithmetic_rows
+OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
+
+def arithmetic_rows(
+    n: int = 2000, seed: int = 0, max_operand: int = 20, operations: str = "+-"
+) -> list[dict[str, str]]:
+    """``n`` questions like "What is 12 + 7?" with their answers, reproducible from ``seed``."""
+    unknown = [op for op in operations if op not in OPERATIONS]
+    if unknown or not operations:
+        raise ValueError(f"data.builtin.operations: {operations!r}; use a string of {''.join(OPERATIONS)}")
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(int(n)):
+        a, b, op = rng.randint(0, max_operand), rng.randint(0, max_operand), rng.choice(operations)
+        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": str(OPERATIONS[op](a, b))})
+    return rows
+
+
+def _arithmetic(size: int, seed: int, max_operand: int, operations: str) -> list[dict[str, str]]:
     return arithmetic_rows(n=size, seed=seed, max_operand=max_operand, operations=operations)
 
 
@@ -119,6 +139,4 @@ ARITHMETIC = DatasetSpec(
 
 
 def builtin_datasets() -> list[DatasetSpec]:
-    from grpo_host import __version__
-
     return [replace(ARITHMETIC, plugin_version=__version__)]

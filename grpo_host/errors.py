@@ -23,7 +23,7 @@ class UnknownNameError(GrpoHostError, KeyError):
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
+        return str(self.args[0])
 
 
 class NameConflictError(GrpoHostError):

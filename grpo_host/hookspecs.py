@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @hookspec
-def grpo_rewards() -> Sequence[RewardSpec | object]:
+def grpo_rewards() -> Sequence[RewardSpec | object] | None:
     """Return the rewards this plugin provides.
 
     Each item is a function or class decorated with ``@grpo_host.reward(...)`` (or its
@@ -51,7 +51,7 @@ def grpo_rewards() -> Sequence[RewardSpec | object]:
 
 
 @hookspec
-def grpo_datasets() -> Sequence[DatasetSpec]:
+def grpo_datasets() -> Sequence[DatasetSpec] | None:
     """Return the data sources this plugin provides.
 
     A data source yields training rows: dicts with a ``prompt`` and the reference columns its
@@ -77,16 +77,18 @@ def grpo_datasets() -> Sequence[DatasetSpec]:
 
 
 @hookspec
-def grpo_backends() -> Sequence[BackendSpec]:
+def grpo_backends() -> Sequence[BackendSpec] | None:
     """Return the training backends this plugin provides.
 
     A backend turns a resolved run into the command that launches the shared training worker
     (``python -m grpo_host.training.worker``) on the machine's devices, for example through
-    ``accelerate launch`` or ``torchrun``. See :class:`~grpo_host.backends.BackendSpec`.
+    ``accelerate launch`` or ``torchrun``. See :class:`~grpo_host.backends.BackendSpec`: its
+    ``build_command(worker_argv, params, env, context)`` gets the run config and the cluster
+    the scheduler describes in a :class:`~grpo_host.backends.LaunchContext`.
 
     Return an empty sequence (or ``None``) to provide nothing.
 
-    Added in 0.1.
+    Added in 0.1; ``context`` came later (a three-argument ``build_command`` still works).
     """
 
 
@@ -96,7 +98,7 @@ def grpo_backends() -> Sequence[BackendSpec]:
 
 
 @hookspec
-def grpo_trackers() -> Sequence[object]:
+def grpo_trackers() -> Sequence[object] | None:
     """Return experiment trackers (MLflow and the like) this plugin provides.
 
     A tracker is an object with ``name`` (what a run config's ``tracking:`` list names) and
@@ -118,7 +120,8 @@ def grpo_trackers() -> Sequence[object]:
       exception in ``log_metrics`` or ``finish`` is logged and turns the tracker off; the run
       goes on.
 
-    Keep the import of the tracking library inside these methods. The object may be reused
+    ``grpo_host.tracking.flatten`` turns ``run_info["config"]`` into the dotted keys ``--set``
+    takes. Keep the import of the tracking library inside these methods. The object may be reused
     for a later run in the same process: ``start`` resets it.
 
     Return an empty sequence (or ``None``) to provide nothing.

@@ -20,12 +20,13 @@ Environment controls:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from typing import Any
@@ -109,7 +110,8 @@ class PluginManager:
         self._guard = plugin_guard.InProcessGuard(None, self._budget)
         self._foreign_tops: set[str] = set()  # top-level modules of every entry point
         self._store: plugin_guard.TrustStore | None = None
-        self._trace = env.get("GRPO_HOST_TRACE_PLUGINS", "") not in ("", "0", "false")
+        if env.get("GRPO_HOST_TRACE_PLUGINS", "") not in ("", "0", "false"):
+            self._trace_hook_calls()
         allow = env.get("GRPO_HOST_LOAD_PLUGINS")
         self._allow = None if allow is None else {normalize_dist(n) for n in allow.split(",") if n.strip()}
         self._block = {normalize_dist(n) for n in env.get("GRPO_HOST_DISABLE_PLUGINS", "").split(",") if n.strip()}
@@ -181,7 +183,8 @@ class PluginManager:
             if recheck or candidate.key in suspects or status not in ("safe", "timeout"):
                 probe.append(candidate)
             elif status == "timeout":
-                out[candidate.key] = (f"quarantined: {entry.get('reason', 'too slow to import')}; it stays out until "
+                reason = entry.get("reason", "too slow to import") if entry else "too slow to import"
+                out[candidate.key] = (f"quarantined: {reason}; it stays out until "
                                       "its files change or `grpo-host plugins --recheck` tries it again")
         if probe:
             verdicts = plugin_guard.probe_in_child(probe, self._budget)
@@ -257,9 +260,11 @@ class PluginManager:
         try:
             with self._guard.around(candidate, "hooks"):
                 try:
-                    self._check_hook_names(obj)
                     self._pm.register(obj, name=f"{record.name}:{record.entry_point}")
+                    self._check_pending(obj)
                 except Exception as exc:  # noqa: BLE001 - pluggy's PluginValidationError and friends
+                    if self._pm.is_registered(obj):
+                        self._pm.unregister(obj)
                     self._mark_broken(record, exc, "failed hook validation")
                     return
                 rewards = self._collect(obj, record, "grpo_rewards")
@@ -267,8 +272,9 @@ class PluginManager:
                 # The smallest plugin is a module of decorated rewards with no hook at all; a
                 # reward it imports from another plugin is that plugin's, not a second claim.
                 if isinstance(obj, type(sys)):
-                    rewards += [v for v in vars(obj).values() if spec_of(v) is not None
-                                and id(spec_of(v)) not in found and not self._foreign(spec_of(v), record)]
+                    declared = [(v, spec_of(v)) for v in vars(obj).values()]
+                    rewards += [v for v, spec in declared if spec is not None
+                                and id(spec) not in found and not self._foreign(spec, record)]
                 reward_specs = [self._as_reward(r) for r in rewards]
                 backend_specs = [self._as_record(b, BackendSpec, "grpo_backends")
                                  for b in self._collect(obj, record, "grpo_backends")]
@@ -320,20 +326,21 @@ class PluginManager:
             raise TypeError(f"grpo_trackers() returned tracker {name!r} without {', '.join(missing)}()")
         return name, tracker
 
-    def _check_hook_names(self, obj: Any) -> None:
-        """pluggy accepts a hookimpl with a misspelled name silently; we refuse it."""
-        known = {name for name in dir(hookspecs) if name.startswith("grpo_")}
-        for name in dir(obj):
-            if name.startswith("_"):
-                continue
-            value = getattr(obj, name, None)
-            if getattr(value, f"{PROJECT_NAME}_impl", None) is not None and name not in known:
-                raise TypeError(
-                    f"{name}() is marked @grpo_host.hookimpl but is not a grpo-host hook; "
-                    f"hooks: {', '.join(sorted(known))}{did_you_mean(name, known)}"
-                )
+    def _check_pending(self, obj: Any) -> None:
+        """pluggy registers a hookimpl with a misspelled name silently; ``check_pending`` finds
+        it (the plugins before this one passed it already), and the error names the real hooks."""
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError:
+            known = {name for name in dir(hookspecs) if name.startswith("grpo_")}
+            unknown = sorted(c.name for c in self._pm.get_hookcallers(obj) or () if not c.has_spec())
+            name = unknown[0] if unknown else "?"
+            raise TypeError(
+                f"{name}() is marked @grpo_host.hookimpl but is not a grpo-host hook; "
+                f"hooks: {', '.join(sorted(known))}{did_you_mean(name, known)}"
+            ) from None
 
-    def _claim(self, kind: str, name: str, record: PluginRecord, registry: dict, value: Any) -> bool:
+    def _claim(self, kind: str, name: str, record: PluginRecord, registry: dict[str, Any], value: Any) -> bool:
         """Register ``value`` as ``name``, unless another plugin has: then neither keeps it and
         the conflict names every claimant (who owns what is tracked here, not read back
         from the value, which a plugin may share with another)."""
@@ -353,24 +360,38 @@ class PluginManager:
         return True
 
     def _collect(self, obj: Any, record: PluginRecord, hook_name: str) -> list[Any]:
-        """Call one plugin's implementation of a hook, with tracing."""
-        impls = [i for i in getattr(self._pm.hook, hook_name).get_hookimpls() if i.plugin is obj]
+        """Call one plugin's implementations of a hook through pluggy (a hook caller that holds
+        this plugin alone: its failure is its own, and ``GRPO_HOST_TRACE_PLUGINS`` sees it)."""
+        others = [p for p in self._pm.get_plugins() if p is not obj]
         results: list[Any] = []
-        for impl in impls:
-            start = time.perf_counter()
-            result = impl.function()
-            if self._trace:
-                ms = (time.perf_counter() - start) * 1000
-                print(
-                    f"[grpo-host trace] {hook_name}() plugin={record.name} args={{}} -> {_short(result)} ({ms:.2f} ms)",
-                    file=sys.stderr,
-                )
-            if result is None:
-                continue
+        for result in self._pm.subset_hook_caller(hook_name, remove_plugins=others)():
             if isinstance(result, (str, bytes)) or not isinstance(result, Iterable):
                 raise TypeError(f"{hook_name}() must return a list, got {type(result).__name__}")
             results.extend(result)
         return results
+
+    def _trace_hook_calls(self) -> None:
+        """``GRPO_HOST_TRACE_PLUGINS``: every hook call on stderr, with its plugin, result and time."""
+        started: list[float] = []
+
+        def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+            started.append(time.perf_counter())
+
+        def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
+                  kwargs: Mapping[str, Any]) -> None:
+            ms = (time.perf_counter() - started.pop()) * 1000
+            if not impls:  # a plugin that does not implement this hook: nothing was called
+                return
+            plugins = ",".join(dict.fromkeys(i.plugin_name.partition(":")[0] for i in impls))
+            if outcome.exception is not None:
+                shown = f"raised {outcome.exception!r}"
+            else:
+                results = outcome.get_result()
+                shown = _short(results[0] if len(results) == 1 else results)
+            print(f"[grpo-host trace] {hook_name}() plugin={plugins} args={dict(kwargs)} -> {shown} ({ms:.2f} ms)",
+                  file=sys.stderr)
+
+        self._pm.add_hookcall_monitoring(before, after)
 
     @staticmethod
     def _as_reward(item: Any) -> RewardSpec:
@@ -389,16 +410,19 @@ class PluginManager:
     def get_reward(self, name: str) -> RewardSpec:
         if ":" in name and name not in self.rewards:
             return reward_from_import_path(name)
-        return self._lookup("reward", name, self.rewards)
+        spec: RewardSpec = self._lookup("reward", name, self.rewards)
+        return spec
 
     def get_backend(self, name: str) -> BackendSpec:
-        return self._lookup("backend", name, self.backends)
+        backend: BackendSpec = self._lookup("backend", name, self.backends)
+        return backend
 
     def get_tracker(self, name: str) -> Any:
         return self._lookup("tracker", name, self.trackers)
 
     def get_dataset(self, name: str) -> DatasetSpec:
-        return self._lookup("dataset", name, self.datasets)
+        dataset: DatasetSpec = self._lookup("dataset", name, self.datasets)
+        return dataset
 
     def _lookup(self, kind: str, name: str, registry: Mapping[str, Any]) -> Any:
         if name in registry:
@@ -406,7 +430,7 @@ class PluginManager:
         owners = self.conflicts.get((kind, name))
         if owners:
             raise NameConflictError(self.conflict_message(kind, name))
-        broken = [p for p in self.plugins if p.status == "broken"]
+        broken = self.broken_plugins()
         if broken:
             listing = "; ".join(f"{p.name} {p.version} ({p.error})" for p in broken)
             raise BrokenPluginError(
@@ -430,6 +454,7 @@ class PluginManager:
                 + f"; uninstall one, or disable it with GRPO_HOST_DISABLE_PLUGINS={distinct[-1]}")
 
     def broken_plugins(self) -> list[PluginRecord]:
+        """The plugins that failed to load (their ``error`` says why)."""
         return [p for p in self.plugins if p.status == "broken"]
 
 
@@ -473,6 +498,27 @@ def reward_from_import_path(path: str) -> RewardSpec:
 
 
 _MANAGER: PluginManager | None = None
+
+
+# -- the child probe of plugin_guard (here: it loads plugins as this module's PluginManager does)
+def child_main(job: dict[str, Any]) -> None:
+    """In ``plugin_guard``'s child probe: import each entry point and call its hooks, reporting progress on a pipe."""
+    out = os.fdopen(int(job["fd"]), "w", buffering=1)
+    manager = PluginManager(load_entry_points=False, environ={})
+    for index, item in enumerate(job["items"]):
+        out.write(f"begin {index} import\n")
+        start = time.perf_counter()
+        try:
+            obj = metadata.EntryPoint(item["name"], item["value"], "grpo_host").load()
+        except BaseException:  # noqa: BLE001 - an ordinary failure: safe to retry in process
+            out.write(f"end {index} {time.perf_counter() - start:.6f}\n")
+            continue
+        out.write(f"begin {index} hooks\n")
+        with contextlib.suppress(BaseException):
+            manager._register(obj, PluginRecord(item["label"], "?", item["value"]))
+        out.write(f"end {index} {time.perf_counter() - start:.6f}\n")
+    out.close()
+    os._exit(0)  # skip interpreter teardown: plugin atexit handlers and threads are not ours to run
 
 
 def get_plugin_manager(refresh: bool = False, recheck: bool = False) -> PluginManager:

@@ -363,33 +363,9 @@ _CHILD = """
 import json, os, sys
 job = json.loads(sys.stdin.read())
 sys.path[:] = job["path"]
-from grpo_host.plugin_guard import child_main
+from grpo_host.manager import child_main
 child_main(job)
 """
-
-
-def child_main(job: dict[str, Any]) -> None:
-    """In the child: import each entry point and call its hooks, reporting progress on a pipe."""
-    from importlib import metadata
-
-    from grpo_host.manager import PluginManager, PluginRecord
-
-    out = os.fdopen(int(job["fd"]), "w", buffering=1)
-    manager = PluginManager(load_entry_points=False, environ={})
-    for index, item in enumerate(job["items"]):
-        out.write(f"begin {index} import\n")
-        start = time.perf_counter()
-        try:
-            obj = metadata.EntryPoint(item["name"], item["value"], "grpo_host").load()
-        except BaseException:  # noqa: BLE001 - an ordinary failure: safe to retry in process
-            out.write(f"end {index} {time.perf_counter() - start:.6f}\n")
-            continue
-        out.write(f"begin {index} hooks\n")
-        with contextlib.suppress(BaseException):
-            manager._register(obj, PluginRecord(item["label"], "?", item["value"]))
-        out.write(f"end {index} {time.perf_counter() - start:.6f}\n")
-    out.close()
-    os._exit(0)  # skip interpreter teardown: plugin atexit handlers and threads are not ours to run
 
 
 def probe_in_child(candidates: Sequence[Candidate], budget: float) -> dict[str, Verdict]:
@@ -406,7 +382,6 @@ def probe_in_child(candidates: Sequence[Candidate], budget: float) -> dict[str, 
 
 def _one_child(todo: list[Candidate], budget: float, verdicts: dict[str, Verdict]) -> int:
     """Run one child over ``todo``; returns how many candidates got a verdict."""
-    import selectors
     import subprocess
 
     read_fd, write_fd = os.pipe()
@@ -433,69 +408,86 @@ def _one_child(todo: list[Candidate], budget: float, verdicts: dict[str, Verdict
                 verdicts[c.key] = Verdict("safe", f"not checked in a child ({exc})")
             return len(todo)
         os.close(write_fd)
+        assert proc.stdin is not None  # stdin=PIPE
         try:
             proc.stdin.write(json.dumps(job).encode())
             proc.stdin.close()
         except OSError:
             pass
-        current, phase, started, buffer = -1, "start", time.monotonic(), b""
-        selector = selectors.DefaultSelector()
-        selector.register(read_fd, selectors.EVENT_READ)
-        outcome = "eof"
-        try:
-            while True:
-                limit = CHILD_START_BUDGET if current < 0 else budget
-                left = started + limit - time.monotonic()
-                if left <= 0:
-                    outcome = "timeout"
-                    break
-                if not selector.select(timeout=left):
-                    continue
-                chunk = os.read(read_fd, 65536)
-                if not chunk:
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    words = line.decode().split()
-                    if words[:1] == ["begin"]:
-                        if int(words[1]) != current:
-                            current, started = int(words[1]), time.monotonic()
-                        phase = words[2]
-                    elif words[:1] == ["end"]:
-                        verdicts[todo[int(words[1])].key] = Verdict("safe", "", float(words[2]))
-        finally:
-            selector.close()
-            os.close(read_fd)
-            if outcome == "timeout" or proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            code = proc.wait()
-        done = sum(1 for c in todo if c.key in verdicts)
-        if done == len(todo):
-            return done
-        culprit = todo[done]
-        if current != done:  # the child died before it began a plugin: nothing to blame
-            tail = _tail(err).strip().splitlines()[-1:]
-            for c in todo[done:]:
-                verdicts[c.key] = Verdict(
-                    "safe", f"not checked in a child (it exited {code}: {' '.join(tail)})"
-                )
-            return len(todo)
-        where = "at import" if phase == "import" else "in its hooks"
-        if outcome == "timeout":
-            verdicts[culprit.key] = Verdict(
-                "timeout",
-                f"took over {budget:g} s {where} and was stopped (GRPO_HOST_PLUGIN_TIMEOUT={budget:g})",
-                budget,
+        current, phase, timed_out = _follow_child(proc, read_fd, todo, budget, verdicts)
+        return _blame(todo, verdicts, current, phase, timed_out, proc.returncode, err, budget)
+
+
+def _follow_child(proc: Any, read_fd: int, todo: list[Candidate], budget: float,
+                  verdicts: dict[str, Verdict]) -> tuple[int, str, bool]:
+    """Read the child's progress lines until it ends or overruns the budget of the plugin it is
+    on (then it is killed); ``(the plugin it was on, its phase, whether it timed out)``."""
+    import selectors
+
+    current, phase, started, buffer = -1, "start", time.monotonic(), b""
+    selector = selectors.DefaultSelector()
+    selector.register(read_fd, selectors.EVENT_READ)
+    timed_out = False
+    try:
+        while True:
+            limit = CHILD_START_BUDGET if current < 0 else budget
+            left = started + limit - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            if not selector.select(timeout=left):
+                continue
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                words = line.decode().split()
+                if words[:1] == ["begin"]:
+                    if int(words[1]) != current:
+                        current, started = int(words[1]), time.monotonic()
+                    phase = words[2]
+                elif words[:1] == ["end"]:
+                    verdicts[todo[int(words[1])].key] = Verdict("safe", "", float(words[2]))
+    finally:
+        selector.close()
+        os.close(read_fd)
+        if timed_out or proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return current, phase, timed_out
+
+
+def _blame(todo: list[Candidate], verdicts: dict[str, Verdict], current: int, phase: str, timed_out: bool,
+           code: int, err: Any, budget: float) -> int:
+    """The verdict of the plugin the child died on (or overran with); how many have one now."""
+    done = sum(1 for c in todo if c.key in verdicts)
+    if done == len(todo):
+        return done
+    culprit = todo[done]
+    if current != done:  # the child died before it began a plugin: nothing to blame
+        tail = _tail(err).strip().splitlines()[-1:]
+        for c in todo[done:]:
+            verdicts[c.key] = Verdict(
+                "safe", f"not checked in a child (it exited {code}: {' '.join(tail)})"
             )
-        else:
-            verdicts[culprit.key] = Verdict(
-                "killed",
-                f"killed its process {where}: {_death(code)}"
-                + _crash_site(_tail(err)),
-            )
-        return done + 1
+        return len(todo)
+    where = "at import" if phase == "import" else "in its hooks"
+    if timed_out:
+        verdicts[culprit.key] = Verdict(
+            "timeout",
+            f"took over {budget:g} s {where} and was stopped (GRPO_HOST_PLUGIN_TIMEOUT={budget:g})",
+            budget,
+        )
+    else:
+        verdicts[culprit.key] = Verdict(
+            "killed",
+            f"killed its process {where}: {_death(code)}"
+            + _crash_site(_tail(err)),
+        )
+    return done + 1
 
 
 def _tail(stream: Any, limit: int = 65536) -> str:

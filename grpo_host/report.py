@@ -70,7 +70,8 @@ def reward_names(records: Sequence[Mapping[str, Any]], provenance: Sequence[Mapp
 
 
 def series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    steps, values = [], []
+    steps: list[int] = []
+    values: list[float] = []
     for record in records:
         value = record.get(key)
         if isinstance(value, (int, float)) and math.isfinite(value):

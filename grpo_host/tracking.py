@@ -13,7 +13,10 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.manager import PluginManager
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ class TrackerSet:
         self._started: list[Any] = []
 
     @classmethod
-    def from_names(cls, names: Iterable[str], manager: Any = None) -> TrackerSet:
+    def from_names(cls, names: Iterable[str], manager: PluginManager | None = None) -> TrackerSet:
         """Trackers by name; an unknown name is an error listing the installed ones."""
         if manager is None:
             from grpo_host.manager import get_plugin_manager

@@ -29,6 +29,14 @@ def params(**over):
     return {**DEFAULTS, **over}
 
 
+def scheduler(env):
+    """The cluster as the host hands it to the backend (LaunchContext.cluster and its source)."""
+    from grpo_host.cluster import scheduler_cluster
+
+    cluster, source = scheduler_cluster(env)
+    return {"cluster": cluster, "cluster_source": source}
+
+
 def test_registered_under_its_contract_name():
     from grpo_host.manager import get_plugin_manager
 
@@ -55,7 +63,7 @@ def test_auto_means_one_process_per_visible_gpu_else_one():
 
 def test_sagemaker_environment_sets_the_cluster():
     env = {"SM_HOSTS": json.dumps(["algo-2", "algo-1", "algo-3"]), "SM_CURRENT_HOST": "algo-2", "SM_NUM_GPUS": "8"}
-    topo = resolve_topology(params(), env, devices=8)
+    topo = resolve_topology(params(), env, devices=8, **scheduler(env))
     assert (topo.nproc_per_node, topo.nnodes, topo.node_rank) == (8, 3, 1)  # hosts sorted: algo-2 is rank 1
     assert topo.endpoint == "algo-1:7777"
     assert "SageMaker" in topo.source
@@ -65,15 +73,24 @@ def test_sagemaker_environment_sets_the_cluster():
     assert "--standalone" not in argv
 
 
+def test_sagemaker_variables_alone_do_not_make_a_cluster_the_host_did_not_hand_over():
+    """The backend reads no SageMaker variable through the host's internals: without the
+    host's LaunchContext.cluster, SM_HOSTS is just an unknown variable."""
+    env = {"SM_HOSTS": json.dumps(["algo-2", "algo-1"]), "SM_CURRENT_HOST": "algo-2", "SM_NUM_GPUS": "8"}
+    topo = resolve_topology(params(), env, devices=8)
+    assert (topo.nnodes, topo.endpoint) == (1, None)
+
+
 def test_sagemaker_single_host_stays_standalone():
     env = {"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1", "SM_NUM_GPUS": "4"}
-    topo = resolve_topology(params(), env, devices=4)
+    topo = resolve_topology(params(), env, devices=4, **scheduler(env))
     assert (topo.nproc_per_node, topo.nnodes, topo.endpoint) == (4, 1, None)
 
 
 def test_params_win_over_the_environment():
     env = {"SM_HOSTS": '["a", "b"]', "SM_CURRENT_HOST": "b", "SM_NUM_GPUS": "8"}
-    topo = resolve_topology(params(nproc_per_node=2, rdzv_endpoint="head:1234"), env, devices=8)
+    topo = resolve_topology(params(nproc_per_node=2, rdzv_endpoint="head:1234"), env, devices=8,
+                            **scheduler(env))
     assert (topo.nproc_per_node, topo.nnodes, topo.node_rank, topo.endpoint) == (2, 2, 1, "head:1234")
 
 
@@ -137,14 +154,15 @@ def test_fsdp_on_cpu_with_a_torch_that_cannot_is_refused(monkeypatch):
 def test_build_command_sets_threads_and_4bit_storage(tmp_path):
     from grpo_backend_torchrun.launch import QUANT_STORAGE_ENV, build_command
 
+    from grpo_host.backends import LaunchContext
     from grpo_host.config import load_config
 
     config = load_config(None, {"peft": {"enabled": True}, "quantization": {"load_in_4bit": True}},
                          output_dir=str(tmp_path / "run"))
     path = tmp_path / "run_config.yaml"
     path.write_text(config.to_yaml())
-    env = {"GRPO_HOST_RUN_CONFIG": str(path)}
-    argv = build_command(WORKER, params(nproc_per_node=1), env)
+    env: dict[str, str] = {}
+    argv = build_command(WORKER, params(nproc_per_node=1), env, LaunchContext(config, str(path)))
     assert argv[-len(WORKER):] == WORKER
     assert env[QUANT_STORAGE_ENV] == "bfloat16"
     assert env["OMP_NUM_THREADS"].isdigit()
@@ -216,14 +234,15 @@ def test_worker_setup_turns_fsdp2_on(tiny_model, tmp_path):
 def test_quant_storage_param(tmp_path):
     from grpo_backend_torchrun.launch import QUANT_STORAGE_ENV, build_command
 
+    from grpo_host.backends import LaunchContext
     from grpo_host.config import load_config
 
     config = load_config(None, {"peft": {"enabled": True}, "quantization": {"load_in_4bit": True}},
                          output_dir=str(tmp_path / "run"))
     path = tmp_path / "run_config.yaml"
     path.write_text(config.to_yaml())
-    env = {"GRPO_HOST_RUN_CONFIG": str(path)}
-    build_command(WORKER, params(nproc_per_node=1, quant_storage="uint8"), env)
+    env: dict[str, str] = {}
+    build_command(WORKER, params(nproc_per_node=1, quant_storage="uint8"), env, LaunchContext(config, str(path)))
     assert env[QUANT_STORAGE_ENV] == "uint8"
     with pytest.raises(BackendError, match="quant_storage 'int4'; allowed: auto, bfloat16"):
         build_command(WORKER, params(nproc_per_node=1, quant_storage="int4"), {})

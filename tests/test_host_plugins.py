@@ -189,7 +189,7 @@ def test_rewards_listing_shows_params_types_and_defaults(plugin_dir):
     shout = rows["shout"]
     assert (shout["plugin"], shout["version"]) == ("grpo-reward-shout", "1.2.3")
     assert shout["params"] == [{"name": "bonus", "type": "float", "default": 0.5}]
-    assert shout["host_params"] == {"timeout": 10.0, "weight": 1.0}
+    assert shout["host_params"] == {"timeout": 10.0, "weight": 1.0, "memory_mb": None}
     table = run_cli("rewards")
     assert "shout" in table.stdout and "bonus" in table.stdout
 
@@ -261,3 +261,19 @@ def test_first_party_entry_points_are_cheap_to_import():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", (modules, result.stdout)
+
+
+def test_a_batched_reward_gets_every_column_any_sample_has():
+    """A column the first sample lacks still reaches a batched reward, None where missing."""
+    import grpo_host
+    from grpo_host.rewards.spec import spec_of
+
+    @grpo_host.reward(name="columns-seen")
+    class ColumnsSeen:
+        """The hint column as each sample had it."""
+
+        def score_batch(self, completions, **columns):
+            return [float(h is not None) for h in columns.get("hint", [None] * len(completions))]
+
+    score = spec_of(ColumnsSeen).build({})
+    assert score([{"completion": "a"}, {"completion": "b", "hint": "x"}, {"completion": "c"}]) == [0.0, 1.0, 0.0]

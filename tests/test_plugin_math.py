@@ -151,6 +151,66 @@ def test_hostile_batch_through_the_runtime_ends_as_outcomes_within_its_budget():
     assert all(r.outcome in ("ok", "not_applicable", "error", "timeout") for r in rows)
 
 
+# -- the parser: latex2sympy2_extended under math-equiv's own readings -----------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2**10", "1024"),
+        ("2^3^2", "512"),  # right-associative, as Python and plain text read it, not (2^3)^2
+        ("2**3**2", "512"),
+        ("x^-1", "1/x"),
+        ("1e5", "100000.000000000"),  # a float, as Python reads it
+        ("sqrt(8)", "2*sqrt(2)"),
+        ("\\sqrt(x+1)", "sqrt(x + 1)"),
+        ("sin x", "sin(x)"),
+        ("\\log e^{2}", "2"),  # \log is the natural log here; latex2sympy alone reads base 10
+        ("\\lg 1000", "3"),
+        ("\\frac14", "1/4"),
+        ("4\\frac{2}{3}", "14/3"),
+        ("X + x", "X + x"),  # case is kept
+        ("\\binom{10}{3}", "120"),
+    ],
+)
+def test_parser_keeps_math_equivs_readings(text, expected):
+    from grpo_reward_math.parse import parse_expression
+
+    assert str(parse_expression(text)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\int_0^1 x dx",  # evaluating it would run sympy's integrator
+        "\\sum_{i=1}^{10^{9}} i",
+        "\\lim_{x \\to 0} x",
+        "\\begin{pmatrix}1\\\\2\\end{pmatrix}",
+        "\\binom{1000000}{500000}",  # latex2sympy would compute it while parsing
+        "10**10**10",
+        "x" + "+x" * 400,  # over MAX_CHARS
+    ],
+)
+def test_parser_refuses_what_it_must_not_evaluate(text):
+    from grpo_reward_math.parse import parse_expression
+
+    start = time.perf_counter()
+    assert parse_expression(text) is None
+    assert time.perf_counter() - start < 3.0
+
+
+def test_longest_accepted_expression_costs_under_the_reward_budget():
+    """The worst 600-character pattern for the ANTLR parser (bench/math_parse.py) still parses
+    well inside math-equiv's 5 s budget, and one character more is refused outright."""
+    from grpo_reward_math.parse import MAX_CHARS, parse_expression
+
+    text = "+".join(["x^{2}"] * 100)
+    assert len(text) <= MAX_CHARS
+    parse_expression.cache_clear()
+    start = time.perf_counter()
+    assert str(parse_expression(text)) == "100*x**2"
+    assert time.perf_counter() - start < 4.0
+    assert parse_expression(text + " " * (MAX_CHARS - len(text) + 1)) is None
+
+
 # -- math-steps -------------------------------------------------------------------------------
 def test_broken_steps_score_lower_than_sound_ones_with_the_same_answer():
     sound = "<think>3 * 4 = 12, 12 + 5 = 17, 17 * 2 = 34</think><answer>34</answer>"

@@ -32,6 +32,13 @@ def _end_tokens_option(func):
 @click.option("--workers", type=int, default=None,
               help="Reward worker processes (default: the cores available); each scores its own batches, "
                    "so a hanging sample holds up only its worker's batch.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: worker processes on this machine; ray: one front end here, workers as Ray actors "
+                   "across the cluster (pip install 'grpo-host[ray]').")
+@click.option("--ray-address", metavar="HOST:PORT", default=None,
+              help="With --executor ray: the cluster to join (default: RAY_ADDRESS, else a local Ray).")
+@click.option("--num-cpus-per-worker", type=float, default=None,
+              help="With --executor ray: CPUs each worker actor reserves (default 1).")
 @click.option("--token-env", metavar="NAME",
               help="Require 'Authorization: Bearer <token>', the token read from environment variable NAME.")
 @click.option("--max-request-bytes", type=int, default=None, help="Largest request body (default 8 MiB).")
@@ -44,6 +51,7 @@ def _end_tokens_option(func):
 @_end_tokens_option
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
 def serve_rewards_cmd(names: tuple[str, ...], host: str, port: int, sets: tuple[str, ...], workers: int | None,
+                      executor: str, ray_address: str | None, num_cpus_per_worker: float | None,
                       token_env: str | None, max_request_bytes: int | None, max_samples: int | None,
                       max_connections: int | None, header_timeout: float | None, body_timeout: float | None,
                       label_column: str, strip_end_tokens: bool, tokenizer: str | None, verbose: bool) -> None:
@@ -74,6 +82,14 @@ def serve_rewards_cmd(names: tuple[str, ...], host: str, port: int, sets: tuple[
             raise GrpoHostError(f"--{key.removesuffix('_s').replace('_', '-')} must be a positive number, not {value}")
     if workers is not None and workers < 1:
         raise GrpoHostError(f"--workers must be 1 or more, not {workers}")
+    executor_options = {k: v for k, v in (("address", ray_address), ("num_cpus_per_worker", num_cpus_per_worker))
+                        if v is not None}
+    if executor_options and executor != "ray":
+        raise GrpoHostError("--ray-address and --num-cpus-per-worker go with --executor ray")
+    if executor == "ray":
+        from grpo_host.rewards.trl_adapter import check_executor
+
+        check_executor(executor, executor_options)
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
     end_tokens = resolve_end_tokens(tokenizer, strip_end_tokens)
     reward_names = _names(names)
@@ -84,13 +100,14 @@ def serve_rewards_cmd(names: tuple[str, ...], host: str, port: int, sets: tuple[
         err.print(f"[yellow]warning:[/yellow] serving on {host} without a token: anyone who can reach this port "
                   "can score (and load your workers); set --token-env NAME", highlight=False)
     server = RewardServer(bound, host=host, port=port, workers=workers, limits=limits,
-                          label_column=label_column, end_tokens=end_tokens, token=token, warm=True, verbose=verbose)
+                          label_column=label_column, end_tokens=end_tokens, token=token, warm=True, verbose=verbose,
+                          executor=executor, executor_options=executor_options)
     # The first line is for scripts (and tests) that started us with --port 0.
     click.echo(f"serving rewards {', '.join(server.names)} on {server.url}", nl=True)
     sys.stdout.flush()
     err.print(
         f"[dim]POST {server.url}/score · POST {server.url}/get_reward (OpenRLHF) · GET {server.url}/health · "
-        f"{server.pool.workers} worker(s)"
+        f"{server.pool.workers} worker(s){' (Ray actors)' if executor == 'ray' else ''}"
         f"{' · bearer token required' if token else ''}; Ctrl-C or SIGTERM stops[/dim]", highlight=False)
     try:
         server.serve_forever()

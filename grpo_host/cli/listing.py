@@ -63,7 +63,10 @@ def rewards_cmd(as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for s in rewards:
         params = [f"{p.name}: {p.annotation} = {p.default!r}" for p in s.params.values()]
-        params.append(f"timeout = {s.default_timeout:g}, weight = 1.0")
+        host = s.host_param_defaults()
+        params.append(", ".join(
+            f"{k} = {v:g}" if k == "timeout" else f"{k} = runtime cap" if v is None else f"{k} = {v}"
+            for k, v in host.items()))
         table.add_row(s.name, s.plugin, s.plugin_version, s.description, "\n".join(params))
     console().print(table)
 

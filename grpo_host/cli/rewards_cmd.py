@@ -41,12 +41,6 @@ def _reward_params(names: list[str], sets: tuple[str, ...]) -> dict[str, dict[st
     return params
 
 
-def total_score(rewards: dict[str, Any], weights: dict[str, float]) -> float | None:
-    """As TRL sums rewards: weighted, skipping the ones that gave no score."""
-    scores = [weights[name] * r.score for name, r in rewards.items() if r.outcome == "ok"]
-    return sum(scores) if scores else None
-
-
 @click.command("try-reward")
 @click.argument("names")
 @click.option("--input", "input_path", metavar="FILE.jsonl|-", help="Rows of {completion, prompt, <columns>}.")
@@ -65,6 +59,7 @@ def try_reward_cmd(names: str, input_path: str | None, completion: str | None, p
                    columns: tuple[str, ...], sets: tuple[str, ...], as_json: bool, explain: bool,
                    workers: int | None, dataset: str | None, n_rows: int) -> None:
     """Score completions by hand with rewards NAME[,NAME...], no model needed."""
+    from grpo_host.interop.scoring import total_score
     from grpo_host.rewards.runtime import RewardRuntime, prepare_samples
     from grpo_host.rewards.trl_adapter import resolve_reward_item
 
@@ -127,15 +122,28 @@ def _print_explanations(bound: list[Any], samples: list[dict[str, Any]], per_row
             text = given.pop("completion", "")
             lines = [f"completion: {_clip(text)} ({len(text)} characters)"]
             lines += [f"{key}: {_clip(value)}" for key, value in given.items() if value is not None]
-            lines.append(f"params: {json.dumps(reward.params, default=repr)}  timeout={reward.timeout:g}s")
+            host = f"timeout={reward.timeout:g}s" + (f" concurrency={reward.concurrency}" if reward.spec.is_async else "")
+            lines.append(f"params: {json.dumps(reward.params, default=repr)}  {host}")
             out.print("  read      " + "\n            ".join(lines), markup=False, highlight=False)
             if result.details:
                 width = max(len(k) for k in result.details)
-                shown = [f"{k.ljust(width)} = {_clip(v)}" for k, v in result.details.items()]
+                shown = [f"{k.ljust(width)} = {_clip(v)}" for k, v in result.details.items() if not _is_text_block(v)]
+                # Text of several lines (a judge's rendered prompt and reply) is shown whole, as written.
+                for key, value in result.details.items():
+                    if _is_text_block(value):
+                        text = value if len(value) <= TEXT_BLOCK_LIMIT else value[:TEXT_BLOCK_LIMIT] + "\n[...]"
+                        shown.append(f"{key.ljust(width)} =\n" + "\n".join(f"{' ' * 12}| {line}" for line in text.splitlines()))
                 out.print("  compared  " + "\n            ".join(shown), markup=False, highlight=False)
             else:
                 out.print("  compared  (the reward attached no details; return grpo_host.Score(value, "
                           "extracted=..., gold=...) to show what it compared)", markup=False, highlight=False)
+
+
+TEXT_BLOCK_LIMIT = 8000
+
+
+def _is_text_block(value: Any) -> bool:
+    return isinstance(value, str) and "\n" in value
 
 
 def _clip(value: Any, limit: int = 160) -> str:
@@ -146,6 +154,8 @@ def _clip(value: Any, limit: int = 160) -> str:
 
 def _print_table(rows: list[dict], per_row: list[dict], weights: dict[str, float], explain: bool) -> None:
     from rich.table import Table
+
+    from grpo_host.interop.scoring import total_score
 
     table = Table(show_lines=True)
     table.add_column("row", justify="right")

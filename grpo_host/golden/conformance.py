@@ -33,13 +33,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from grpo_host.golden.harness import CheckResult, describe_result, golden_samples, same_result
+from grpo_host.golden.results import (
+    CheckedReward,
+    CheckResult,
+    GoldenResult,
+    describe_result,
+    golden_samples,
+    same_result,
+)
 from grpo_host.rewards.runtime import SampleResult, prepare_samples
-
-if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.golden.harness import RewardHarness
 
 CHECKS = (
     "one-score-per-sample", "finite-or-none", "deterministic", "batch-order", "batch-size",
@@ -97,7 +101,7 @@ def _samples(inputs: list[Input]) -> list[dict[str, Any]]:
     return samples
 
 
-def run_conformance(harness: RewardHarness) -> dict[str, CheckResult]:
+def run_conformance(harness: CheckedReward) -> dict[str, CheckResult]:
     spec = harness.spec
     name = spec.name
     results = {"no-torch-on-import": import_check(spec)}
@@ -166,16 +170,16 @@ def _one_score(name: str, inputs: list[Input], rows: list[SampleResult], expecte
     return CheckResult(name, "conformance", "one-score-per-sample", "passed", f"{expected} samples, {expected} results")
 
 
-def _finite(harness: RewardHarness, inputs: list[Input], rows: list[SampleResult]) -> CheckResult:
+def _finite(harness: CheckedReward, inputs: list[Input], rows: list[SampleResult]) -> CheckResult:
     spec = harness.spec
-    labelled = [(_label(inputs, i), r) for i, r in enumerate(rows)]
+    labelled: list[tuple[str, SampleResult | GoldenResult]] = [(_label(inputs, i), r) for i, r in enumerate(rows)]
     labelled += [(f"golden:{g.case.id}", g) for g in harness.golden_results().values()]
     bad = []
     for label, row in labelled:
         error = str(row.details.get("error", "")) if row.outcome == "error" else ""
         if error.startswith("returned "):
             bad.append(f"  {label}: {error}")
-        elif row.outcome == "ok" and spec.score_range is not None:
+        elif row.outcome == "ok" and spec.score_range is not None and row.score is not None:
             low, high = spec.score_range
             if not low <= row.score <= high:
                 bad.append(f"  {label}: {row.score} is outside the declared score_range [{low}, {high}]")

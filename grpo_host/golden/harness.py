@@ -9,13 +9,11 @@ lazily (collecting tests costs nothing) and caches what it scored; the pytest pl
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_host.errors import GrpoHostError
+from grpo_host.golden.conformance import run_conformance
 from grpo_host.golden.loader import (
     GoldenCase,
     GoldenFile,
@@ -23,126 +21,26 @@ from grpo_host.golden.loader import (
     find_golden_file,
     load_golden_file,
 )
-from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, bind_reward, prepare_samples
+from grpo_host.golden.probes import run_probes
+from grpo_host.golden.results import (  # noqa: F401 - CheckResult, GoldenResult, ... are the harness's API too
+    Baseline,
+    CheckResult,
+    GoldenResult,
+    describe_input,
+    describe_result,
+    golden_samples,
+    params_key,
+    same_result,
+)
+from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, bind_reward
 from grpo_host.rewards.spec import RewardSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.manager import PluginManager
 
 CHECK_KINDS = ("golden", "conformance", "probes")
 # One worker per reward: the checks are small, and the machine is shared with other work.
 DEFAULT_WORKERS = 1
-
-
-@dataclass
-class CheckResult:
-    """One check of one reward, in the form both reports (pytest and the CLI) show."""
-
-    reward: str
-    kind: str  # golden | conformance | probe | setup
-    name: str
-    status: str  # passed | failed | skipped | intended
-    message: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "failed"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "status": self.status, "message": self.message,
-                **({"data": self.data} if self.data else {})}
-
-
-@dataclass
-class GoldenResult:
-    """A golden case and what the reward gave for it."""
-
-    case: GoldenCase
-    outcome: str
-    score: float | None
-    details: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    problem: str = ""  # the case could not be run as written (bad params): always a failure
-    path: str = ""
-
-    @property
-    def passed(self) -> bool:
-        if self.problem:
-            return False
-        case = self.case
-        if case.score is not None:
-            return self.outcome == "ok" and self.score is not None and abs(self.score - case.score) <= case.tolerance
-        return self.outcome == case.outcome
-
-    @property
-    def updatable(self) -> bool:
-        """Whether ``--grpo-update-golden`` may write this result as the new expectation.
-
-        Scores and ``not_applicable`` are the reward's considered answers; an error or a
-        timeout is a failure to fix (or to write down by hand), never to bless by a flag.
-        """
-        return not self.problem and not self.passed and self.outcome in ("ok", "not_applicable")
-
-    def describe_actual(self) -> str:
-        if self.problem:
-            return f"not run: {self.problem}"
-        if self.outcome == "ok":
-            text = f"score {_num(self.score)}"
-            if self.case.score is not None:
-                text += f" (off by {_num(abs(self.score - self.case.score))})"
-            return text
-        return f"outcome {self.outcome}"
-
-    def failure_message(self, reward: str) -> str:
-        case = self.case
-        expected = (
-            f"score {_num(case.score)} ± {_num(case.tolerance)}" if case.score is not None else f"outcome {case.outcome}"
-        )
-        lines = [f"golden case {case.id!r} of reward {reward!r} failed" + (f" ({self.path})" if self.path else "")]
-        if case.why:
-            lines.append(f"  why:       {case.why}")
-        lines.append("  input:")
-        lines += [f"    {line}" for line in describe_input(case.completion_value(), case.sample_columns(), case.params)]
-        lines.append(f"  expected:  {expected}")
-        lines.append(f"  actual:    {self.describe_actual()}")
-        if case.score is not None:
-            lines.append(f"  tolerance: {_num(case.tolerance)}")
-        lines.append(f"  details:   {_short(self.details) if self.details else '(none: return grpo_host.Score(value, ...) to show what the reward saw)'}")
-        lines.append(f"  time:      {self.seconds * 1000:.1f} ms")
-        return "\n".join(lines)
-
-    def to_check(self, reward: str) -> CheckResult:
-        data = {"outcome": self.outcome, "score": self.score, "expected": self.case.score
-                if self.case.score is not None else self.case.outcome}
-        if self.passed:
-            return CheckResult(reward, "golden", self.case.id, "passed", "", data)
-        return CheckResult(reward, "golden", self.case.id, "failed", self.failure_message(reward), data)
-
-
-def describe_input(completion: Any, columns: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
-    lines = [f"completion: {_short(completion, 600)}"]
-    for key, value in columns.items():
-        lines.append(f"{key}: {_short(value, 300)}")
-    if params:
-        lines.append(f"params: {_short(dict(params), 300)}")
-    return lines
-
-
-def _short(value: Any, limit: int = 400) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=repr, ensure_ascii=False)
-    text = repr(text) if isinstance(value, str) else text
-    return text if len(text) <= limit else f"{text[: limit - 40]} ... ({len(text)} characters)"
-
-
-def _num(value: float | None) -> str:
-    return "None" if value is None else f"{value:.10g}"
-
-
-def golden_samples(cases: Sequence[GoldenCase]) -> list[dict[str, Any]]:
-    """The runtime's samples for golden cases: completion (text or chat), prompt, columns."""
-    samples = []
-    for case in cases:
-        columns = case.sample_columns()
-        samples += prepare_samples([case.completion_value()], {k: [v] for k, v in columns.items()})
-    return samples
 
 
 def run_golden_case(
@@ -169,10 +67,6 @@ def score_cases(runtime: RewardRuntime, name: str, cases: Sequence[GoldenCase]) 
     return [GoldenResult(c, r.outcome, r.score, r.details, r.seconds) for c, r in zip(cases, rows, strict=True)]
 
 
-def params_key(params: Mapping[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=repr)
-
-
 # What the checks build on when a reward has no scored golden case: a plausible answer in the
 # usual format, with the gold in every column the reward requires (and in `answer`).
 GUESSED_PROMPT = "What is 2 + 2? Think, then give the answer in <answer></answer>."
@@ -180,34 +74,16 @@ GUESSED_TEXT = "<think>2 + 2 = 4</think>\n<answer>4</answer>"
 GUESSED_GOLD = "4"
 
 
-@dataclass
-class Baseline:
-    """The honest input probes are measured against: a golden case with the top expected score,
-    or (``guessed``) an input the harness made up because the reward has none."""
-
-    case: GoldenCase | None
-    params: dict[str, Any]
-    columns: dict[str, Any]
-    text: str
-    honest: list[GoldenResult]  # the top-scoring cases that share its params, as scored
-    guessed: bool = False
-
-    @property
-    def described(self) -> str:
-        if not self.guessed:
-            return f"golden case {self.case.id!r}"
-        columns = ", ".join(f"{k}={v!r}" for k, v in self.columns.items() if k != "prompt")
-        return f"a guessed input (completion {self.text!r}, {columns})"
-
-
 class RewardHarness:
     """Golden cases, conformance checks and probes of one reward, scored lazily and cached."""
 
-    def __init__(self, spec: RewardSpec, *, workers: int = DEFAULT_WORKERS):
+    def __init__(self, spec: RewardSpec, *, workers: int = DEFAULT_WORKERS, golden: GoldenFile | None = None):
+        """``golden`` replaces the reward's own golden file (cases made for a server a test
+        started, say)."""
         self.spec = spec
         self.workers = workers
         self._runtimes: dict[str, tuple[RewardRuntime, BoundReward]] = {}
-        self._golden: GoldenFile | None | bool = False  # False: not read yet
+        self._golden: GoldenFile | None | bool = False if golden is None else golden  # False: not read yet
         self._golden_results: dict[str, GoldenResult] | None = None
         self._conformance: dict[str, CheckResult] | None = None
         self._probes: dict[str, CheckResult] | None = None
@@ -224,7 +100,7 @@ class RewardHarness:
         if self._golden is False:
             path = find_golden_file(self.spec)
             self._golden = None if path is None else load_golden_file(path, reward=self.spec.name)
-        return self._golden  # type: ignore[return-value]
+        return self._golden  # type: ignore[return-value, unused-ignore]
 
     def missing_golden_message(self) -> str:
         return (
@@ -276,11 +152,11 @@ class RewardHarness:
     def baseline(self) -> Baseline | None:
         """A golden case with the highest expected score (default params preferred), or None."""
         golden = self.golden
-        scored = [c for c in (golden.cases if golden else []) if c.score is not None]
-        if not scored:
+        scores = [(c, c.score) for c in (golden.cases if golden else []) if c.score is not None]
+        if not scores:
             return None
-        top = max(c.score for c in scored)
-        tied = [c for c in scored if c.score >= top - c.tolerance]
+        top = max(score for _, score in scores)
+        tied = [c for c, score in scores if score >= top - c.tolerance]
         case = min(tied, key=lambda c: len(c.params))  # stable: the first of the simplest
         results = self.golden_results()
         honest = [results[c.id] for c in tied if params_key(c.params) == params_key(case.params)]
@@ -298,15 +174,11 @@ class RewardHarness:
 
     def conformance(self) -> dict[str, CheckResult]:
         if self._conformance is None:
-            from grpo_host.golden.conformance import run_conformance
-
             self._conformance = run_conformance(self)
         return self._conformance
 
     def probes(self) -> dict[str, CheckResult]:
         if self._probes is None:
-            from grpo_host.golden.probes import run_probes
-
             self._probes = run_probes(self)
         return self._probes
 
@@ -344,23 +216,8 @@ class RewardHarness:
         self.close()
 
 
-def same_result(a: SampleResult, b: SampleResult) -> bool:
-    if a.outcome != b.outcome:
-        return False
-    if a.outcome != "ok":
-        return True
-    return math.isclose(a.score, b.score, rel_tol=1e-9, abs_tol=1e-12)
-
-
-def describe_result(result: SampleResult) -> str:
-    if result.outcome == "ok":
-        return f"{_num(result.score)}"
-    error = result.details.get("error")
-    return f"{result.outcome}" + (f" ({error})" if error else "")
-
-
 # -- choosing rewards --------------------------------------------------------------------------
-def select_rewards(manager: Any, names: Sequence[str] | None) -> tuple[list[RewardSpec], list[CheckResult]]:
+def select_rewards(manager: PluginManager, names: Sequence[str] | None) -> tuple[list[RewardSpec], list[CheckResult]]:
     """The rewards to test (all installed when ``names`` is empty) and setup problems.
 
     Named rewards that are unknown raise the manager's error (with a did-you-mean). When all
@@ -371,7 +228,7 @@ def select_rewards(manager: Any, names: Sequence[str] | None) -> tuple[list[Rewa
         return [manager.get_reward(name) for name in dict.fromkeys(names)], []
     problems = [
         CheckResult(p.name, "setup", "plugin-loads", "failed", f"plugin {p.name} {p.version} did not load: {p.error}")
-        for p in manager.plugins if p.status == "broken"
+        for p in manager.broken_plugins()
     ]
     for (kind, reward), _owners in sorted(manager.conflicts.items()):
         if kind == "reward":

@@ -194,7 +194,8 @@ def _parse_jsonl(text: str, name: str, reward: str | None) -> dict[str, Any]:
 
 def _explain(name: str, data: Mapping[str, Any], exc: ValidationError) -> str:
     """One line per problem, naming the case by its id and the field by its key."""
-    raw_cases = data.get("cases") if isinstance(data.get("cases"), list) else []
+    cases = data.get("cases")
+    raw_cases: list[Any] = cases if isinstance(cases, list) else []
     errors = exc.errors()
     # A union (text or chat messages) fails once per branch; when a deeper error exists for the
     # same field, the user meant that branch, so the shallow "should be a valid string" goes.

@@ -49,15 +49,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from grpo_host.errors import did_you_mean
-from grpo_host.golden.harness import CheckResult, describe_result
+from grpo_host.golden.results import Baseline, CheckedReward, CheckResult, describe_result
 from grpo_host.rewards.runtime import SampleResult, prepare_samples
 from grpo_host.rewards.spec import completion_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.golden.harness import Baseline, RewardHarness
 
 # Columns that hold the reference answer, most specific first.
 ANSWER_COLUMNS = ("answer", "solution", "gold", "ground_truth", "reference", "target", "label",
@@ -328,7 +325,7 @@ def _prompt_text(prompt: Any) -> str | None:
     return "\n".join(completion_text([m])[0] for m in users)
 
 
-def context_for(harness: RewardHarness, baseline: Baseline) -> ProbeContext:
+def context_for(harness: CheckedReward, baseline: Baseline) -> ProbeContext:
     spec = harness.spec
     params = {**{k: p.default for k, p in spec.params.items()}, **baseline.params}
     gold, column = find_gold(spec, params, baseline.columns)
@@ -348,7 +345,7 @@ class Bar:
     short: str  # "honest 1"
 
 
-def run_probes(harness: RewardHarness) -> dict[str, CheckResult]:
+def run_probes(harness: CheckedReward) -> dict[str, CheckResult]:
     spec = harness.spec
     results: dict[str, CheckResult] = {}
     unknown = [n for n in spec.intended_probes if n not in PROBE_NAMES]

@@ -24,6 +24,7 @@ import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
     from grpo_host.golden.harness import CheckResult, RewardHarness
+    from grpo_host.manager import PluginManager
     from grpo_host.rewards.spec import RewardSpec
 
 MARKER = "grpo-golden.yaml"
@@ -38,7 +39,7 @@ class _State:
     """Per session: the plugin manager, one harness per reward, updates to write at the end."""
 
     def __init__(self) -> None:
-        self._manager: Any = None
+        self._manager: PluginManager | None = None
         self.harnesses: dict[str, RewardHarness] = {}
         self.updates: list[Any] = []
         self.report: list[str] = []

@@ -6,8 +6,9 @@ server's ``/score`` returns.
 
 :class:`ScoringPool` is the micro-batcher both share: callers on any thread submit samples;
 *lanes*, each a :class:`RewardRuntime` of one worker process and a thread, take their share of
-everything waiting when they come free and score it as one batch. Requests that arrive
-together are scored together, and a lane held up by a hanging sample (until its timeout) holds
+everything waiting when they come free and score it as one batch; with a window (``gather_s``)
+and a hint of how many clients are active, a free lane first waits, briefly, for the requests
+still on their way. Requests that arrive together are scored together, and a lane held up by a hanging sample (until its timeout) holds
 up only the requests of its own batch: the other lanes go on. ``local_scorer`` keeps one pool
 per process and reward list, so an exported file called once per sample from a trainer's thread
 pool (verl's reward managers, OpenRLHF's ``reward_func``) starts its workers once and batches.
@@ -21,16 +22,19 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_host.errors import GrpoHostError
 from grpo_host.interop.trainer_side import strip_end_tokens
 from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, prepare_samples
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.manager import PluginManager
 
-def bind_rewards(items: Sequence[Any], manager: Any = None) -> list[BoundReward]:
+
+def bind_rewards(items: Sequence[Any], manager: PluginManager | None = None) -> list[BoundReward]:
     """Reward items (names, ``(name, params)``, or dicts as in a run config) bound and checked."""
     from grpo_host.rewards.trl_adapter import resolve_reward_item
 
@@ -46,23 +50,34 @@ def _as_item(item: Any) -> Any:
     return item
 
 
+def total_score(rewards: Mapping[str, SampleResult], weights: Mapping[str, float]) -> float | None:
+    """As TRL sums rewards: weighted, skipping the ones that gave no score."""
+    scores = [weights[name] * r.score for name, r in rewards.items() if r.outcome == "ok" and r.score is not None]
+    return sum(scores) if scores else None
+
+
 def results_json(bound: Sequence[BoundReward], results: Mapping[str, Sequence[SampleResult]], count: int,
                  *, details: bool = True) -> list[dict[str, Any]]:
-    from grpo_host.cli.rewards_cmd import total_score
-
-    weights = {b.name: b.weight for b in bound}
+    # The total is TRL's sum (total_score above), inlined: this runs once per sample of every
+    # request the server answers.
+    columns = [(b.name, b.weight, results[b.name]) for b in bound]
     rows = []
     for i in range(count):
-        per = {b.name: results[b.name][i] for b in bound}
         shown = {}
-        for name, result in per.items():
-            item = result.to_json()
-            if not details:
-                item.pop("details", None)
-                if result.outcome in ("error", "timeout"):  # the reason stays: a failure must say why
+        scores = []
+        for name, weight, column in columns:
+            result = column[i]
+            outcome = result.outcome
+            if details:
+                shown[name] = result.to_json()
+            else:
+                item = {"score": result.score, "outcome": outcome, "seconds": round(result.seconds, 6)}
+                if outcome in ("error", "timeout"):  # the reason stays: a failure must say why
                     item["error"] = result.details.get("error", "")
-            shown[name] = item
-        rows.append({"rewards": shown, "total": total_score(per, weights)})
+                shown[name] = item
+            if outcome == "ok" and result.score is not None:
+                scores.append(weight * result.score)
+        rows.append({"rewards": shown, "total": sum(scores) if scores else None})
     return rows
 
 
@@ -99,17 +114,24 @@ def _strip_completion(completion: Any, end_tokens: Sequence[str]) -> Any:
 
 # One runtime call scores at most this many samples; the rest waits for the next free lane.
 MAX_BATCH_SAMPLES = 2048
+# Up to this many waiting samples go to one lane as one chunk: a chunk costs a worker round trip
+# (a few hundred µs of CPU on a busy machine), more than scoring a few samples.
+MIN_SPLIT_SAMPLES = 16
 
 
 class _Job:
-    __slots__ = ("samples", "future", "results", "left", "taken")
+    __slots__ = ("samples", "future", "loop", "results", "left", "taken", "settled")
 
-    def __init__(self, samples: list[dict[str, Any]], names: list[str]):
+    def __init__(self, samples: list[dict[str, Any]], names: list[str], loop: Any = None):
         self.samples = samples
-        self.future: Future = Future()
+        # An asyncio future of ``loop`` when an event loop submitted it (settled from the lane
+        # with one call into the loop per chunk), else a concurrent one.
+        self.loop = loop
+        self.future: Any = loop.create_future() if loop is not None else Future()
         self.results: dict[str, list] = {name: [None] * len(samples) for name in names}
         self.left = len(samples)  # samples not scored yet
         self.taken = 0  # samples handed to a lane
+        self.settled = False
 
 
 class ScoringPool:
@@ -124,7 +146,14 @@ class ScoringPool:
     """
 
     def __init__(self, bound: Sequence[BoundReward], *, workers: int | None = None,
-                 max_batch: int = MAX_BATCH_SAMPLES, warm: bool = False):
+                 max_batch: int = MAX_BATCH_SAMPLES, warm: bool = False, gather_s: float = 0.0,
+                 expected: Callable[[], int] | None = None,
+                 executor: str = "local", executor_options: dict[str, Any] | None = None):
+        executor_options = dict(executor_options or {})
+        if executor == "ray" and workers is None:  # one lane per actor the cluster holds
+            from grpo_host.rewards.ray_executor import cluster_workers
+
+            workers = cluster_workers(**executor_options)
         workers = _available_cores() if workers is None else int(workers)
         if workers < 0:
             raise GrpoHostError(f"workers must be 0 (score in this process) or more, not {workers}")
@@ -132,10 +161,20 @@ class ScoringPool:
         self.bound = list(bound)
         self.names = [b.name for b in self.bound]
         self.max_batch = max(1, int(max_batch))
+        self.min_split = MIN_SPLIT_SAMPLES
+        self._in_lanes = 0  # samples the lanes are scoring now
+        self._open_jobs = 0  # requests submitted and not answered yet (waiting or being scored)
+        # The micro-batching window (see _gather_more); 0: a free lane takes what is waiting.
+        self.gather_s = max(0.0, float(gather_s))
+        self.expected: Callable[[], int] = expected or (lambda: 0)
+        self.gathered_waits = 0
+        self._gatherer: threading.Thread | None = None
+        self._gather_until = 0.0
         self.runtimes: list[RewardRuntime] = []
         try:
             for _ in range(lanes):
-                self.runtimes.append(RewardRuntime(self.bound, workers=per_lane, chunks_per_worker=1))
+                self.runtimes.append(RewardRuntime(self.bound, workers=per_lane, chunks_per_worker=1,
+                                                   executor=executor, executor_options=executor_options))
         except BaseException:
             for runtime in self.runtimes:
                 runtime.close()
@@ -186,8 +225,10 @@ class ScoringPool:
         """Samples waiting for a lane."""
         return self._waiting
 
-    def submit(self, samples: list[dict[str, Any]]) -> Future:
-        job = _Job(samples, self.names)
+    def submit(self, samples: list[dict[str, Any]], loop: Any = None) -> Any:
+        """A future of the samples' results: a :class:`concurrent.futures.Future`, or with
+        ``loop`` (the running event loop, calling from its thread) an asyncio future of it."""
+        job = _Job(samples, self.names, loop)
         if not samples:
             job.future.set_result({name: [] for name in self.names})
             return job.future
@@ -196,7 +237,11 @@ class ScoringPool:
                 raise GrpoHostError("the scoring pool is closed")
             self._pending.append(job)
             self._waiting += len(samples)
-            self._cv.notify()
+            self._open_jobs += 1
+            if self._gatherer is not None:
+                self._cv.notify_all()  # the gathering lane must see it, not only a lane waiting on it
+            else:
+                self._cv.notify()
         return job.future
 
     def score(self, samples: list[dict[str, Any]]) -> dict[str, list[SampleResult]]:
@@ -205,14 +250,27 @@ class ScoringPool:
     def _take(self) -> list[tuple[_Job, int, int]] | None:
         with self._cv:
             self._idle += 1
-            while not self._pending:
-                if self._closed:
-                    self._idle -= 1
-                    return None
-                self._cv.wait()
-            # A fair share of all lanes, not of the free ones: a lane that took everything while
-            # the others were busy for a moment would score it alone while they sat idle.
-            share = min(self.max_batch, -(-self._waiting // len(self.runtimes)))
+            while True:
+                if not self._pending:
+                    if self._closed:
+                        self._idle -= 1
+                        return None
+                    self._cv.wait()
+                    continue
+                if self._gatherer is not None and self._gatherer is not threading.current_thread():
+                    self._cv.wait()  # another lane is gathering the next batch; it hands on the rest
+                    continue
+                if self._gather_more():
+                    continue
+                break
+            self._gatherer = None
+            waiting = self._waiting
+            # A fair share of everything in hand (waiting and being scored) over all lanes, not
+            # over the free ones: a lane that took everything while the others were busy for a
+            # moment would score it alone while they sat idle. A few samples are not split: a
+            # chunk's round trip to its worker costs more than scoring them.
+            share = -(-(waiting + self._in_lanes) // len(self.runtimes))
+            share = min(waiting, self.max_batch, max(share, self.min_split))
             self._idle -= 1
             parts, taken = [], 0
             while self._pending and taken < share:
@@ -224,10 +282,41 @@ class ScoringPool:
                 if job.taken == len(job.samples):
                     self._pending.popleft()
             self._waiting -= taken
+            self._in_lanes += taken
             self.busy += 1
             if self._pending:
-                self._cv.notify()  # another free lane takes its share of the rest
+                self._cv.notify_all()  # another free lane takes (or gathers) its share of the rest
             return parts
+
+    def _gather_more(self) -> bool:
+        """The micro-batching window, under the lock with samples waiting: True when this lane
+        should wait a little for more. It waits only while requests are on their way (the
+        ``expected`` hint, the clients active now: requests being read, in the pool, being
+        answered, and clients answered a moment ago, which usually send the next request at
+        once; those not in the pool are on their way) and its fair share of everything is not
+        in yet, for at most ``gather_s`` from the first sample it saw: a lone client, or a
+        batch that fills the lanes, goes out at once."""
+        if self.gather_s <= 0 or self._closed:
+            return self._stop_gathering()
+        expected = self.expected() - self._open_jobs
+        waiting = self._waiting
+        if expected <= 0 or waiting >= self.max_batch:
+            return self._stop_gathering()
+        if waiting * len(self.runtimes) >= waiting + expected + self._in_lanes:
+            return self._stop_gathering()  # its share is in
+        now = time.monotonic()
+        if self._gatherer is None:
+            self._gatherer, self._gather_until = threading.current_thread(), now + self.gather_s
+        left = self._gather_until - now
+        if left <= 0:
+            return self._stop_gathering()
+        self.gathered_waits += 1
+        self._cv.wait(left)
+        return True
+
+    def _stop_gathering(self) -> bool:
+        self._gatherer = None
+        return False
 
     def _lane(self, runtime: RewardRuntime, warm: bool, warmed: threading.Event) -> None:
         if warm:  # the worker started (it imports the rewards) before the first request
@@ -248,20 +337,26 @@ class ScoringPool:
                             job.results[name][start:end] = rows[offset:offset + end - start]
                         offset += end - start
                         job.left -= end - start
-                        if job.left == 0:
+                        if job.left == 0 and not job.settled:
+                            job.settled = True
+                            self._open_jobs -= 1
                             done.append(job)
                     self.counts["batches"] += 1
                     self.counts["samples"] += len(merged)
-                for job in done:
-                    _settle(job.future, job.results)
+                _settle_jobs(done)
             except BaseException as exc:  # noqa: BLE001 - the runtime failing is said to every caller
-                for job, _, _ in parts:
-                    _settle(job.future, exc=exc)
+                with self._cv:
+                    failed = [job for job, _, _ in parts if not job.settled]
+                    for job in failed:
+                        job.settled = True
+                        self._open_jobs -= 1
+                _settle_jobs(failed, exc)
                 if not isinstance(exc, Exception):
                     raise
             finally:
                 with self._cv:
                     self.busy -= 1
+                    self._in_lanes -= sum(end - start for _, start, end in parts)
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish what is queued (up to ``timeout`` s), then stop every lane's worker."""
@@ -273,8 +368,7 @@ class ScoringPool:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._cv:
             leftover, self._pending = list(self._pending), deque()
-        for job in leftover:
-            _settle(job.future, exc=GrpoHostError("the reward server is shutting down"))
+        _settle_jobs(leftover, GrpoHostError("the reward server is shutting down"))
         for runtime in self.runtimes:
             runtime.close()
 
@@ -283,6 +377,31 @@ class ScoringPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _settle_jobs(jobs: Sequence[_Job], exc: BaseException | None = None) -> None:
+    """Settle finished jobs: concurrent futures here; asyncio ones with one call into each
+    loop for all of them (a call per request was a thread hop and a loop wake-up each)."""
+    by_loop: dict[Any, list[tuple[Any, Any]]] = {}
+    for job in jobs:
+        if job.loop is None:
+            _settle(job.future, None if exc is not None else job.results, exc)
+        else:
+            by_loop.setdefault(job.loop, []).append((job.future, job.results))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_async, items, exc)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _settle_async(items: list[tuple[Any, Any]], exc: BaseException | None) -> None:
+    for future, result in items:
+        if not future.done():  # cancelled: its client left
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
 
 
 def _settle(future: Future, result: Any = None, exc: BaseException | None = None) -> None:

@@ -2,7 +2,8 @@
 
 An ASGI app (:class:`RewardApp`) on uvicorn (httptools and uvloop when installed). Requests are
 parsed on the event loop and scored by a :class:`~grpo_host.interop.scoring.ScoringPool`:
-requests that arrive together are scored as one batch (micro-batching across clients), on
+requests that arrive together are scored as one batch (micro-batching across clients: a free
+lane waits up to 2 ms for the requests of clients still at work, see ``active_clients``), on
 lanes of one worker process each, so a hanging sample holds up only its own batch while the
 other lanes go on; the runtime's per-sample timeouts apply as in training. The server does not
 trust its clients: every malformed request gets a JSON 4xx (body size, JSON nesting depth and
@@ -18,11 +19,13 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import os
 import signal
 import socket
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
@@ -61,7 +64,21 @@ KEEP_ALIVE_S = 15
 # Many trainer ranks connect at once; a short backlog resets connections.
 BACKLOG = 2048
 GRACEFUL_SHUTDOWN_S = 30
+# The micro-batching window: a free lane waits up to this long for requests on their way (see
+# RewardApp.active_clients) before it scores what is waiting.
+GATHER_S = 0.002
+# A client answered this recently counts as one whose next request is on its way (trainers' reward
+# loops send the next sample at once); after that its connection counts as idle.
+RECENT_S = 0.25
 ROUTES = {"/health": "GET", "/rewards": "GET", "/score": "POST", "/get_reward": "POST"}
+
+
+# Set in a request's scope by the connection guard when it enforces the body deadline itself.
+BODY_DEADLINE_KEY = "grpo_host.body_deadline"
+
+
+def body_timeout_text(limits: Limits) -> str:
+    return f"the request body did not arrive within {limits.body_timeout_s:g} s (--body-timeout); the connection is closed"
 
 
 class RequestError(GrpoHostError):
@@ -134,6 +151,9 @@ def parse_body(raw: bytes, limits: Limits, decoder: json.JSONDecoder | None = No
 _ENCODER = json.JSONEncoder(default=str)
 
 
+ARRIVING, IN_POOL = 1, 2
+
+
 class RewardApp:
     """The ASGI application: routes, auth, limits, and the JSON of both protocols."""
 
@@ -146,6 +166,17 @@ class RewardApp:
         self.started = time.time()
         self.counts = {"requests": 0, "rejected": 0}
         self._decoder = json_decoder(limits)
+        # For the micro-batching window: requests being read (not yet in the pool), requests
+        # handed to the pool and not answered yet, and the connections answered in the last
+        # RECENT_S (by client address, oldest first).
+        self._arriving = 0
+        self._in_pool = 0
+        self._recent: OrderedDict[Any, float] = OrderedDict()
+
+    def active_clients(self) -> int:
+        """About how many clients are at work now: their requests read, scored or answered, or
+        answered a moment ago (the next one on its way). Read from the lanes' threads."""
+        return self._arriving + self._in_pool + len(self._recent)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -153,9 +184,16 @@ class RewardApp:
             return
         if scope["type"] != "http":
             return
+        client = scope.get("client")
+        recent = self._recent
+        if recent:
+            recent.pop(client, None)
+            self._forget_quiet(time.monotonic())  # after a pause the window must not wait for them
+        arrival = [ARRIVING]  # where the request is, for active_clients
+        self._arriving += 1
         headers: list[tuple[str, str]] = []
         try:
-            status, payload = await self._handle(scope, receive)
+            status, payload = await self._handle(scope, receive, arrival)
         except _ClientGone:
             return
         except RequestError as exc:
@@ -163,14 +201,36 @@ class RewardApp:
             status, payload, headers = exc.status, {"error": str(exc), "status": exc.status}, exc.headers
             if exc.close:
                 headers = [*headers, ("connection", "close")]
+                client = None
         except Exception as exc:  # noqa: BLE001 - the server's own fault, said as JSON, and it goes on
             status = 500
             payload = {"error": f"the reward server failed: {type(exc).__name__}: {exc}", "status": 500}
+        finally:
+            if arrival[0] == ARRIVING:
+                self._arriving -= 1
         body = _ENCODER.encode(payload).encode()
         raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        raw_headers += [(k.encode(), v.encode()) for k, v in headers]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        if headers:
+            raw_headers += [(k.encode(), v.encode()) for k, v in headers]
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            if arrival[0] == IN_POOL:  # counted as active until answered: its client comes back soon
+                self._in_pool -= 1
+        if client is not None:
+            now = time.monotonic()
+            recent[client] = now
+            self._forget_quiet(now)
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop the connections answered over RECENT_S ago (oldest first): they count as idle."""
+        recent = self._recent
+        while recent:
+            oldest = next(iter(recent))
+            if now - recent[oldest] <= RECENT_S:
+                return
+            del recent[oldest]
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -185,7 +245,7 @@ class RewardApp:
                 return
 
     # -- routing ---------------------------------------------------------------------------
-    async def _handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
+    async def _handle(self, scope: dict[str, Any], receive: Any, arrival: list[int]) -> tuple[int, dict[str, Any]]:
         path = scope["path"].rstrip("/") or "/"
         allowed = ROUTES.get(path)
         if allowed is None:
@@ -206,8 +266,8 @@ class RewardApp:
         else:
             body = parse_body(raw, self.limits, self._decoder)
         if path == "/score":
-            return 200, await self._score(body)
-        return 200, await self._get_reward(body)
+            return 200, await self._score(body, arrival)
+        return 200, await self._get_reward(body, arrival)
 
     def _check_token(self, scope: dict[str, Any]) -> None:
         given = b""
@@ -225,15 +285,15 @@ class RewardApp:
             if name == b"content-length" and int(value) > limit:  # the parser has checked it is a number
                 raise RequestError(413, f"request body of {int(value)} bytes is over this server's limit of {limit} "
                                         "(--max-request-bytes): split the batch", close=True)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.body_timeout_s
+        # The protocol times the body itself when it can (one timer per request, no task
+        # cancellation); the app does only under a protocol that cannot.
+        deadline = None if BODY_DEADLINE_KEY in scope else asyncio.get_running_loop().time() + self.limits.body_timeout_s
         chunks, size = [], 0
         while True:
             try:
-                message = await _receive_by(receive, deadline)
+                message = await receive() if deadline is None else await _receive_by(receive, deadline)
             except TimeoutError:
-                raise RequestError(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s "
-                                        "(--body-timeout); the connection is closed", close=True) from None
+                raise RequestError(408, body_timeout_text(self.limits), close=True) from None
             if message["type"] == "http.disconnect":
                 raise _ClientGone
             chunk = message.get("body", b"")
@@ -246,13 +306,16 @@ class RewardApp:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # -- endpoints -------------------------------------------------------------------------
-    async def _scored(self, samples: list[dict[str, Any]]) -> dict[str, list]:
+    async def _scored(self, samples: list[dict[str, Any]], arrival: list[int]) -> dict[str, list]:
+        arrival[0] = IN_POOL
+        self._arriving -= 1
+        self._in_pool += 1
         try:
-            return await asyncio.wrap_future(self.pool.submit(samples))
+            return await self.pool.submit(samples, asyncio.get_running_loop())
         except GrpoHostError as exc:  # shutting down
             raise RequestError(503, f"{exc}; retry against a running server") from None
 
-    async def _score(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _score(self, body: dict[str, Any], arrival: list[int]) -> dict[str, Any]:
         unknown = sorted(set(body) - {"samples", "details"})
         if unknown:
             raise RequestError(400, f"unknown field(s) {', '.join(unknown)}; a /score request has "
@@ -264,14 +327,14 @@ class RewardApp:
             raise RequestError(400, "'details' must be true or false")
         samples = self._checked(body["samples"])
         start = time.perf_counter()
-        results = await self._scored(samples)
+        results = await self._scored(samples, arrival)
         return {
             "names": self.names,
             "results": results_json(self.bound, results, len(samples), details=details),
             "seconds": round(time.perf_counter() - start, 6),
         }
 
-    async def _get_reward(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _get_reward(self, body: dict[str, Any], arrival: list[int]) -> dict[str, Any]:
         """OpenRLHF's remote reward model: ``{"query", "prompts", "labels"}`` -> ``{"rewards", ...}``."""
         queries = body.get("query")
         if not isinstance(queries, list):
@@ -289,7 +352,7 @@ class RewardApp:
         samples = trainer_side.openrlhf_samples(queries, lists["prompts"], lists["labels"], self.label_column,
                                                 self.end_tokens)
         samples = self._checked(samples, strip=False)
-        results = results_json(self.bound, await self._scored(samples), len(samples), details=False)
+        results = results_json(self.bound, await self._scored(samples, arrival), len(samples), details=False)
         totals, logs = trainer_side.flatten(results, self.names)
         return {"rewards": totals, "scores": totals, "extra_logs": logs}
 
@@ -357,14 +420,23 @@ def _reply_and_close(transport: Any, status: int, message: str) -> None:
 class _CoalescingTransport:
     """A transport whose writes within one event-loop step go out as one: uvicorn writes a
     response's head and body separately, two syscalls (and, with TCP_NODELAY, two segments) per
-    answer; on a loopback-heavy trainer node each one costs as much as the rest of the request."""
+    answer; on a loopback-heavy trainer node each one costs as much as the rest of the request.
+    When the transport has nothing buffered, the bytes go straight to the socket with
+    ``os.write``, which lets go of the GIL during the system call (uvloop's ``write`` holds it):
+    on loopback the kernel delivers the segment to the client inside that call, tens of µs per
+    answer during which the lanes could not run."""
 
-    __slots__ = ("_transport", "_loop", "_chunks", "_scheduled")
+    __slots__ = ("_transport", "_loop", "_chunks", "_scheduled", "_fd")
 
     def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop):
         self._transport, self._loop = transport, loop
         self._chunks: list[bytes] = []
         self._scheduled = False
+        sock = transport.get_extra_info("socket")
+        try:
+            self._fd = sock.fileno() if sock is not None else -1
+        except (AttributeError, OSError):
+            self._fd = -1
 
     def write(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -374,11 +446,24 @@ class _CoalescingTransport:
 
     def flush(self) -> None:
         self._scheduled = False
-        if self._chunks:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
+        if not self._chunks:
+            return
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if self._fd >= 0 and not transport.get_write_buffer_size():
+            try:
+                sent = os.write(self._fd, data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the transport's own write sees the error and closes the connection
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
     def close(self) -> None:
         self.flush()
@@ -400,6 +485,7 @@ def guarded_protocol(limits: Limits) -> type:
 
     class GuardedProtocol(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
+        _body_timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
         _refusal = ""
 
@@ -436,13 +522,36 @@ def guarded_protocol(limits: Limits) -> type:
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+            self._stop_body_deadline()
             super().connection_lost(exc)
+
+        def _stop_body_deadline(self) -> None:
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
 
         def send_400_response(self, msg: str) -> None:
             reason = self._refusal or "the HTTP request line, headers or Content-Length are malformed"
             _reply_and_close(self.transport, 400, f"{reason}; the connection is closed")
 
         if has_header_callbacks:  # httptools: h11 bounds a request's head itself (and answers 400)
+            def on_headers_complete(self) -> None:
+                # The body's deadline, from here to its last byte: one timer, the app's read stays plain.
+                self.scope[BODY_DEADLINE_KEY] = True
+                super().on_headers_complete()
+                self._stop_body_deadline()
+                if not self.transport.is_closing():
+                    self._body_timer = self.loop.call_later(limits.body_timeout_s, self._body_deadline_passed)
+
+            def on_message_complete(self) -> None:
+                self._stop_body_deadline()
+                super().on_message_complete()
+
+            def _body_deadline_passed(self) -> None:
+                self._body_timer = None
+                # The app waiting for the rest of the body gets a disconnect and answers nothing.
+                _reply_and_close(self.transport, 408, body_timeout_text(limits))
+
             def on_url(self, url: bytes) -> None:
                 self._count_header_bytes(len(url))
                 super().on_url(url)
@@ -485,6 +594,8 @@ class RewardServer:
         token: str | None = None,
         warm: bool = False,
         verbose: bool = False,
+        executor: str = "local",
+        executor_options: dict[str, Any] | None = None,
     ):
         import uvicorn
 
@@ -492,12 +603,14 @@ class RewardServer:
         self.sock = _listen(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         try:
-            self.pool = ScoringPool(bound, workers=workers, warm=warm)
+            self.pool = ScoringPool(bound, workers=workers, warm=warm, gather_s=GATHER_S, executor=executor,
+                                    executor_options=executor_options)
         except BaseException:
             self.sock.close()
             raise
         self.app = RewardApp(self.pool, bound, limits=self.limits, label_column=label_column,
                              end_tokens=end_tokens, token=token)
+        self.pool.expected = self.app.active_clients
         self.names = self.app.names
         config = uvicorn.Config(
             self.app, http=guarded_protocol(self.limits), ws="none", lifespan="on", interface="asgi3",

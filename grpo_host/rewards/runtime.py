@@ -10,613 +10,54 @@ rest of its chunk runs again elsewhere. A worker that dies is replaced the same 
 sample is an ``error`` whatever its children do. Replies carry the task id of their chunk; a
 stale or duplicate one is dropped and counted. Nothing is ever turned into a silent 0, and
 ``score`` never raises for anything a reward does.
+
+An async reward (``async def``) is cut into as many chunks as it takes to share its
+``concurrency`` among the workers (ceil(n / concurrency) waves of waits, however many workers
+there are); each chunk's samples are awaited concurrently in its worker, which cancels a
+sample at the end of its budget itself. The host still watches the record: it names the
+sample whose step is running (or the oldest in flight), so a coroutine that blocks the loop
+gets its worker killed like any hung sample.
 """
 
 from __future__ import annotations
 
 import atexit
-import copy
 import os
-import pickle
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 import weakref
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from grpo_host.errors import GrpoHostError
-from grpo_host.rewards.spec import HOST_PARAMS, OUTCOMES, RewardSpec, completion_text, sample_outcome
-from grpo_host.rewards.worker import BUILDING, DONE, PROGRESS_SIZE, open_progress, read_progress
-
-# Importing a reward (math-verify, sympy) is not a sample's work; it gets its own budget.
-BUILD_BUDGET_S = 120.0
-# How often the host looks at a worker whose record does not give a deadline yet (the chunk
-# not picked up, or the worker between two samples).
-DEADLINE_POLL_S = 0.05
-# A chunk re-run this many times with no sample to blame (the worker died between samples)
-# is given up as errors, so a worker that always dies cannot loop forever.
-MAX_BLAMELESS_RERUNS = 3
-# The default memory cap: half the machine's memory (or its cgroup's) shared by the workers,
-# within these bounds per worker. A reward can set its own with the host param memory_mb.
-DEFAULT_MEMORY_MB_RANGE = (1024, 4096)
-
-
-@dataclass(frozen=True)
-class BoundReward:
-    """A reward with its params resolved: what a run actually scores with."""
-
-    spec: RewardSpec
-    params: dict[str, Any]
-    timeout: float
-    weight: float = 1.0
-    alias: str = ""  # the name results are reported under (defaults to the spec's)
-    memory_mb: int | None = None  # None: the runtime's default cap; 0: no cap
-
-    @property
-    def name(self) -> str:
-        return self.alias or self.spec.name
-
-    @property
-    def key(self) -> str:
-        return self.spec.provenance(self.params)["params_hash"]
-
-    def provenance(self) -> dict[str, Any]:
-        extra = {} if self.memory_mb is None else {"memory_mb": self.memory_mb}
-        return {**self.spec.provenance(self.params), "timeout": self.timeout, "weight": self.weight, **extra}
-
-
-def bind_reward(spec: RewardSpec, params: Mapping[str, Any] | None = None, alias: str = "") -> BoundReward:
-    """Split host params (timeout, weight, memory_mb) from the reward's own and validate both."""
-    params = dict(params or {})
-    host = {k: params.pop(k) for k in HOST_PARAMS if k in params}
-    try:
-        timeout = float(host.get("timeout", spec.default_timeout))
-        weight = float(host.get("weight", 1.0))
-    except (TypeError, ValueError) as exc:
-        raise GrpoHostError(f"reward {spec.name!r}: timeout and weight must be numbers ({exc})") from None
-    if not timeout > 0:
-        raise GrpoHostError(
-            f"reward {spec.name!r}: timeout must be a positive number of seconds, not {timeout}"
-        )
-    memory_mb = host.get("memory_mb")
-    if memory_mb is not None:
-        if isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, float, str)):
-            memory_mb = -1
-        try:
-            memory_mb = int(float(memory_mb))
-        except ValueError:
-            memory_mb = -1
-        if memory_mb < 0:
-            raise GrpoHostError(
-                f"reward {spec.name!r}: memory_mb must be a whole number of megabytes per worker "
-                f"(0 for no cap), not {host['memory_mb']!r}"
-            )
-    return BoundReward(spec, spec.resolve_params(params), timeout, weight, alias, memory_mb)
-
-
-def default_memory_mb(workers: int) -> int:
-    """The memory cap per worker when a reward sets none: half of the machine's memory (or of
-    its cgroup limit, in a container) shared among ``workers``, clamped to 1-4 GiB."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 8 << 30
-    try:
-        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
-            limit = f.read().strip()
-        if limit.isdigit():
-            total = min(total, int(limit))
-    except OSError:
-        pass
-    low, high = DEFAULT_MEMORY_MB_RANGE
-    return max(low, min(high, total // 2 // max(1, workers) >> 20))
-
-
-@dataclass
-class SampleResult:
-    outcome: str
-    score: float | None
-    details: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "score": self.score,
-            "outcome": self.outcome,
-            "seconds": round(self.seconds, 6),
-            "details": self.details,
-        }
-
-
-def prepare_samples(
-    completions: Sequence[Any], columns: Mapping[str, Sequence[Any]] | None = None
-) -> list[dict[str, Any]]:
-    """Rows in the runtime's form: ``completion`` as text, ``messages`` when it was chat."""
-    columns = columns or {}
-    samples = []
-    for i, completion in enumerate(completions):
-        text, messages = completion_text(completion)
-        sample: dict[str, Any] = {key: values[i] for key, values in columns.items() if values is not None}
-        sample["completion"] = text
-        sample["messages"] = messages
-        samples.append(sample)
-    return samples
-
-
-# Values a reward cannot change in place; a sample made only of these needs no copy.
-_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
-
-
-def _wire(sample: dict[str, Any]) -> Any:
-    """A sample as sent to a worker. One with lists or dicts (chat messages, test cases) goes
-    as its own pickle, so each sample gets fresh objects even where the caller shared one
-    object between rows (TRL passes one prompt object to a whole group)."""
-    for value in sample.values():
-        if value.__class__ not in _IMMUTABLE:
-            return pickle.dumps(sample, pickle.HIGHEST_PROTOCOL)
-    return sample
-
-
-def _private_copy(sample: dict[str, Any]) -> dict[str, Any]:
-    """A copy a reward scored in this process may mutate without touching the caller's rows."""
-    for value in sample.values():
-        if value.__class__ not in _IMMUTABLE:
-            break
-    else:
-        return dict(sample)
-    try:
-        return pickle.loads(pickle.dumps(sample, pickle.HIGHEST_PROTOCOL))
-    except Exception:  # noqa: BLE001 - not picklable: deepcopy knows more types
-        return copy.deepcopy(sample)
-
-
-# -- the executor seam ------------------------------------------------------------------------
-@dataclass
-class Chunk:
-    """Contiguous samples of one reward, scored in one pass by one worker."""
-
-    reward_index: int
-    reward: BoundReward
-    indices: list[int]  # sample positions in the batch, in order
-    samples: list[Any]  # the samples as sent (see _wire), aligned with indices
-    memory_mb: int | None = None  # the cap this chunk runs under
-    done: int = 0  # how many of `indices` have results
-    reruns: int = 0  # times re-run with no sample to blame
-
-
-class Executor(Protocol):
-    """What the runtime needs from whatever runs chunks (the process pool today; an async or
-    a Ray executor can plug in here): take chunks, give back one result per sample."""
-
-    size: int
-
-    def submit(self, chunk: Chunk) -> None:
-        """Queue a chunk; nothing runs until ``collect``."""
-
-    def collect(self) -> Iterator[tuple[Chunk, int, SampleResult]]:
-        """Run every submitted chunk; yield ``(chunk, sample index, result)`` once per sample,
-        in any order, until all are answered. Never raises for anything a reward does."""
-
-    def close(self) -> None: ...
-
-
-class _Worker:
-    def __init__(self) -> None:
-        env = dict(os.environ)
-        # One thread per worker: the pool is the parallelism.
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-        shm_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        fd, self.progress_path = tempfile.mkstemp(prefix="grpo-host-progress-", dir=shm_dir)
-        os.write(fd, b"\0" * PROGRESS_SIZE)
-        os.close(fd)
-        self.progress = open_progress(self.progress_path)
-        # Its own session and process group: a sample's children are killed with it, and a
-        # Ctrl-C at the terminal reaches only the host, which stops the pool itself.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grpo_host.rewards.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            close_fds=True,
-            start_new_session=True,
-        )
-        self.inbox = Connection(os.dup(self.proc.stdout.fileno()), writable=False)
-        self.outbox = Connection(os.dup(self.proc.stdin.fileno()), readable=False)
-        self.proc.stdout.close()
-        self.proc.stdin.close()
-        # Readable when the process ends, even while its children keep the pipes open.
-        try:
-            self.sentinel: int | None = os.pidfd_open(self.proc.pid)
-        except (AttributeError, OSError):
-            self.sentinel = None
-        self.outbox.send({"sys_path": list(sys.path), "progress": self.progress_path})
-        self.task_id = 0
-        self.chunk: Chunk | None = None
-        self.sent_at = 0.0
-        self.killed = False
-
-    def record(self) -> tuple[int, float] | None:
-        """(index in hand, when it started) from a record of the current task, else None."""
-        record = read_progress(self.progress)
-        if record is None or record[0] != self.task_id:  # blank, torn, or of an earlier chunk
-            return None
-        return record[1], record[2]
-
-    def kill(self) -> None:
-        if self.killed:
-            return
-        self.killed = True
-        _kill_tree(self.proc.pid)
-        try:
-            self.proc.wait(timeout=5)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-        for conn in (self.inbox, self.outbox):
-            try:
-                conn.close()
-            except OSError:
-                pass
-        if self.sentinel is not None:
-            try:
-                os.close(self.sentinel)
-            except OSError:
-                pass
-        try:
-            self.progress.close()
-            os.unlink(self.progress_path)
-        except (OSError, ValueError):
-            pass
-
-    def stop(self) -> None:
-        try:
-            self.outbox.send(("stop",))
-            self.proc.wait(timeout=2)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
-        self.kill()
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tids = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{parent}/task/{tid}/children", encoding="ascii") as f:
-                    kids = [int(p) for p in f.read().split()]
-            except OSError:
-                continue
-            found.extend(kids)
-            todo.extend(kids)
-    return found
-
-
-def _kill_tree(pid: int) -> None:
-    """Kill a worker, its process group, and descendants that left the group (setsid)."""
-    strays = _descendants(pid)
-    for target, kill in [(pid, os.killpg), (pid, os.kill)] + [
-        (p, f) for p in strays for f in (os.killpg, os.kill)
-    ]:
-        try:
-            kill(target, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
-
-
-class ProcessPool:
-    """The executor of ``isolation="process"`` rewards: a pool of worker processes.
-
-    Each chunk goes to a worker with a fresh task id. The host reads only records of that task
-    (so a record left from an earlier chunk, or a blank one, never sets a deadline) and only
-    replies with that task id whose first row is the next one expected; anything else is
-    dropped and counted in ``stale_replies``.
-    """
-
-    def __init__(self, size: int, memory_mb: int | None = None):
-        self.size = size
-        self.memory_mb = default_memory_mb(size) if memory_mb is None else memory_mb
-        self.all: set[_Worker] = set()
-        self._idle: list[_Worker] = []
-        self._busy: dict[Connection, _Worker] = {}
-        self._queue: deque[Chunk] = deque()
-        self._out: list[tuple[Chunk, int, SampleResult]] = []
-        self._next_task = 0
-        self.replaced_workers = 0
-        self.stale_replies = 0
-
-    def submit(self, chunk: Chunk) -> None:
-        if chunk.memory_mb is None:
-            chunk.memory_mb = self.memory_mb if chunk.reward.memory_mb is None else chunk.reward.memory_mb
-        self._queue.append(chunk)
-
-    def collect(self) -> Iterator[tuple[Chunk, int, SampleResult]]:
-        try:
-            yield from self._collect()
-        finally:
-            if self._queue or self._busy:  # abandoned (Ctrl-C, the caller's error): start clean
-                for worker in list(self._busy.values()):
-                    self._retire(worker)
-                self._queue.clear()
-                self._out.clear()
-
-    def _collect(self) -> Iterator[tuple[Chunk, int, SampleResult]]:
-        while self._queue or self._busy:
-            self._dispatch()
-            yield from self._drain_out()
-            if not self._busy:
-                continue
-            waitables: list[Any] = list(self._busy)
-            sentinels = {w.sentinel: w for w in self._busy.values() if w.sentinel is not None}
-            waitables.extend(sentinels)
-            for ready in wait(waitables, timeout=self._wake_in()):
-                if isinstance(ready, Connection):
-                    worker = self._busy.get(ready)
-                    if worker is not None:
-                        self._read(worker)
-                else:
-                    worker = sentinels[ready]
-                    if worker.chunk is not None and not worker.killed:
-                        self._died(worker)
-            self._check_deadlines()
-            yield from self._drain_out()
-
-    def close(self) -> None:
-        for worker in list(self.all):
-            worker.stop()
-        self.all.clear()
-        self._idle.clear()
-        self._busy.clear()
-        self._queue.clear()
-
-    def kill_all(self) -> None:
-        for worker in list(self.all):
-            worker.kill()
-        self.all.clear()
-        self._idle.clear()
-        self._busy.clear()
-
-    # -- internals ----------------------------------------------------------------------------
-    def _drain_out(self) -> list[tuple[Chunk, int, SampleResult]]:
-        out, self._out = self._out, []
-        return out
-
-    def _dispatch(self) -> None:
-        while self._queue and (self._idle or len(self.all) < self.size):
-            chunk = self._queue.popleft()
-            try:
-                worker = self._idle.pop() if self._idle else self._spawn()
-            except OSError as exc:
-                self._give(
-                    chunk, chunk.indices[chunk.done :], "error", f"could not start a reward worker: {exc}"
-                )
-                continue
-            self._next_task += 1
-            worker.task_id, worker.chunk, worker.sent_at = self._next_task, chunk, time.monotonic()
-            bound = chunk.reward
-            try:
-                worker.outbox.send(
-                    (
-                        "score",
-                        worker.task_id,
-                        bound.key,
-                        bound.spec.import_path,
-                        bound.params,
-                        bound.spec.batched,
-                        chunk.memory_mb or None,
-                        bound.name,
-                        chunk.samples,
-                    )
-                )
-            except (OSError, ValueError):  # an idle worker that died meanwhile: use another
-                worker.chunk = None
-                self._retire(worker)
-                self._queue.appendleft(chunk)
-                continue
-            self._busy[worker.inbox] = worker
-
-    def _spawn(self) -> _Worker:
-        worker = _Worker()
-        self.all.add(worker)
-        return worker
-
-    def _retire(self, worker: _Worker) -> None:
-        worker.kill()
-        self.all.discard(worker)
-        self._busy.pop(worker.inbox, None)
-        if worker in self._idle:
-            self._idle.remove(worker)
-
-    def _read(self, worker: _Worker) -> None:
-        """Read every reply waiting from a busy worker."""
-        conn = worker.inbox
-        while worker.chunk is not None and not worker.killed:
-            try:
-                if not conn.poll():
-                    return
-                message = conn.recv()
-            except (EOFError, OSError):
-                self._died(worker)
-                return
-            except Exception as exc:  # noqa: BLE001 - a corrupted stream: the worker cannot be trusted
-                self._fail(
-                    worker,
-                    "error",
-                    f"reward worker sent an unreadable reply ({type(exc).__name__}); it was replaced",
-                )
-                return
-            self._accept(worker, message)
-
-    def _accept(self, worker: _Worker, message: Any) -> None:
-        chunk = worker.chunk
-        assert chunk is not None
-        try:
-            kind, task, first, rows = message
-            rows = list(rows)
-        except (TypeError, ValueError):
-            self.stale_replies += 1
-            return
-        if kind != "results" or task != worker.task_id or first != chunk.done:
-            self.stale_replies += 1  # an earlier chunk's, a duplicate, or out of order
-            return
-        if chunk.done + len(rows) > len(chunk.indices):
-            self.stale_replies += 1
-            return
-        for outcome, score, details, seconds in rows:
-            self._out.append(
-                (chunk, chunk.indices[chunk.done], SampleResult(outcome, score, details or {}, seconds))
-            )
-            chunk.done += 1
-        if chunk.done >= len(chunk.indices):
-            worker.chunk = None
-            del self._busy[worker.inbox]
-            self._idle.append(worker)
-
-    def _died(self, worker: _Worker) -> None:
-        # Kill what is left of its tree first, so the pipe closes and nothing holds it open.
-        _kill_tree(worker.proc.pid)
-        try:
-            code = worker.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        conn = worker.inbox
-        try:  # replies it sent before dying still count
-            while worker.chunk is not None and conn.poll():
-                self._accept(worker, conn.recv())
-        except Exception:  # noqa: BLE001 - a reply cut off by the death
-            pass
-        if worker.chunk is None:  # it answered everything, then died: nothing to blame
-            self._retire(worker)
-            self.replaced_workers += 1
-            return
-        self._fail(worker, "error", _death_text(code, worker.chunk.memory_mb, worker.chunk.reward.name))
-
-    def _fail(self, worker: _Worker, outcome: str, reason: str) -> None:
-        """The worker is gone or must go: blame the sample in hand, re-run the others."""
-        chunk = worker.chunk
-        assert chunk is not None
-        record = worker.record()
-        self._retire(worker)
-        self.replaced_workers += 1
-        remaining = chunk.indices[chunk.done :]
-        position = record[0] if record else None
-        base = chunk.done
-        if record is not None and record[0] == BUILDING:
-            what = (
-                "importing and building the reward"
-                if outcome == "error"
-                else f"building the reward took over {BUILD_BUDGET_S:g} s"
-            )
-            self._give(chunk, remaining, outcome, f"{reason} ({what})")
-            return
-        if chunk.reward.spec.batched and record is not None and record[0] >= 0:
-            self._give(chunk, remaining, outcome, reason)
-            return
-        if record is None or record[0] < 0 or position is None or not base <= position < len(chunk.indices):
-            # Between two samples, or before the first: no sample to blame; run the rest again.
-            if chunk.reruns >= MAX_BLAMELESS_RERUNS:
-                self._give(
-                    chunk, remaining, "error", f"{reason}; it died {chunk.reruns + 1} times between samples"
-                )
-                return
-            self._rerun(chunk, list(range(base, len(chunk.indices))), chunk.reruns + 1)
-            return
-        self._give(chunk, [chunk.indices[position]], outcome, reason)
-        rest = list(range(base, position)) + list(range(position + 1, len(chunk.indices)))
-        if rest:
-            self._rerun(chunk, rest, chunk.reruns)
-
-    def _give(self, chunk: Chunk, indices: list[int], outcome: str, reason: str) -> None:
-        seconds = chunk.reward.timeout if outcome == "timeout" else 0.0
-        for i in indices:
-            self._out.append((chunk, i, SampleResult(outcome, None, {"error": reason}, seconds)))
-
-    def _rerun(self, chunk: Chunk, positions: list[int], reruns: int) -> None:
-        self._queue.appendleft(
-            Chunk(
-                chunk.reward_index,
-                chunk.reward,
-                [chunk.indices[p] for p in positions],
-                [chunk.samples[p] for p in positions],
-                chunk.memory_mb,
-                0,
-                reruns,
-            )
-        )
-
-    def _deadline(self, worker: _Worker) -> tuple[float, bool]:
-        """(when the worker's current work runs out of budget, whether to look again soon)."""
-        chunk = worker.chunk
-        assert chunk is not None
-        record = worker.record()
-        if record is None:  # not picked up yet: only records written for this chunk count
-            return worker.sent_at + BUILD_BUDGET_S, True
-        index, started = record
-        if index == BUILDING:
-            return started + BUILD_BUDGET_S, True
-        if index == DONE or index < chunk.done:
-            # Finished, or between samples with the last one answered: its reply is on its way.
-            return started + BUILD_BUDGET_S, True
-        bound = chunk.reward
-        return started + bound.timeout * (len(chunk.indices) - chunk.done if bound.spec.batched else 1), False
-
-    def _wake_in(self) -> float:
-        now = time.monotonic()
-        wake = float("inf")
-        for worker in self._busy.values():
-            deadline, poll = self._deadline(worker)
-            wake = min(wake, deadline, now + DEADLINE_POLL_S if poll else wake)
-            if worker.sentinel is None:
-                wake = min(wake, now + 0.25)  # no pidfd: look at the process now and then
-        return max(0.0, wake - now)
-
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        for conn, worker in list(self._busy.items()):
-            if worker.sentinel is None and worker.proc.poll() is not None:
-                self._died(worker)
-                continue
-            deadline, _ = self._deadline(worker)
-            if deadline > now:
-                continue
-            if conn.poll():  # a reply came in meanwhile: read it before judging
-                self._read(worker)
-                if worker.chunk is None or worker.killed:
-                    continue
-                deadline, _ = self._deadline(worker)
-                if deadline > time.monotonic():
-                    continue
-            record = worker.record()
-            if record is not None and record[0] == BUILDING:
-                self._fail(worker, "timeout", "the worker was killed")
-                continue
-            budget = worker.chunk.reward.timeout
-            self._fail(worker, "timeout", f"ran past its {budget:g} s budget; the worker was killed")
-
-
-def _death_text(code: int | None, memory_mb: int | None, reward: str) -> str:
-    if code is not None and code < 0:
-        try:
-            how = f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            how = f"killed by signal {-code}"
-    else:
-        how = f"exit code {code}"
-    text = f"reward worker died ({how}) on this sample"
-    if memory_mb and code is not None and code < 0:
-        from grpo_host.rewards.worker import memory_error_text
-
-        text += f"; if it ran out of memory, it {memory_error_text(memory_mb, reward)}"
-    return text
+from grpo_host.rewards.pool import (  # noqa: F401 - the runtime's names, as before the split
+    _IMMUTABLE,
+    ASYNC_SLACK_S,
+    BUILD_BUDGET_S,
+    DEADLINE_POLL_S,
+    DEFAULT_MEMORY_MB_RANGE,
+    EXECUTORS,
+    MAX_BLAMELESS_RERUNS,
+    BoundReward,
+    Chunk,
+    Executor,
+    ProcessPool,
+    SampleResult,
+    _available_cores,
+    _concurrency,
+    _death_text,
+    _descendants,
+    _kill_tree,
+    _private_copy,
+    _wire,
+    _Worker,
+    bind_reward,
+    default_memory_mb,
+    prepare_samples,
+)
+from grpo_host.rewards.spec import (
+    OUTCOMES,
+    sample_outcome,
+)
 
 
 class RewardRuntime:
@@ -626,8 +67,10 @@ class RewardRuntime:
     every reward in this process with no timeouts (for debugging). ``memory_mb`` caps each
     worker's memory (its data segment: heap and private mappings) unless a reward sets its
     own; the default is half the machine's memory shared by the workers, within 1-4 GiB each
-    (``default_memory_mb``), and 0 means no cap. Use it as a context manager, or call
-    ``close()``.
+    (``default_memory_mb``), and 0 means no cap. ``executor="ray"`` runs the chunks on Ray
+    actors across a cluster instead (``executor_options``: ``address``,
+    ``num_cpus_per_worker``; ``workers`` is then the number of actors; see
+    ``grpo_host.rewards.ray_executor``). Use it as a context manager, or call ``close()``.
     """
 
     def __init__(
@@ -637,7 +80,13 @@ class RewardRuntime:
         workers: int | None = None,
         memory_mb: int | None = None,
         chunks_per_worker: int = 2,
+        executor: str = "local",
+        executor_options: Mapping[str, Any] | None = None,
     ):
+        if executor not in EXECUTORS:
+            raise GrpoHostError(
+                f"unknown reward executor {executor!r}; choose one of: {', '.join(EXECUTORS)}"
+            )
         if not rewards:
             raise GrpoHostError("a reward runtime needs at least one reward")
         names = [r.name for r in rewards]
@@ -650,11 +99,18 @@ class RewardRuntime:
         self.size = _available_cores() if workers is None else max(0, int(workers))
         self.memory_mb = memory_mb
         self.chunks_per_worker = chunks_per_worker
-        self.pool = ProcessPool(self.size, memory_mb)
+        if executor == "ray":  # Ray actors across a cluster (grpo_host.rewards.ray_executor)
+            from grpo_host.rewards.ray_executor import RayExecutor
+
+            self.pool: Executor = RayExecutor(workers, memory_mb, **dict(executor_options or {}))
+            self.size = self.pool.size
+        else:
+            self.pool = ProcessPool(self.size, memory_mb)
         self.totals = {r.name: dict.fromkeys(OUTCOMES, 0) for r in self.rewards}
         self.seconds = {r.name: 0.0 for r in self.rewards}
         self._inline: dict[str, Any] = {}
-        self._finalizer = weakref.finalize(self, ProcessPool.kill_all, self.pool)
+        self._async_runner: Any = None  # the private event loop of async rewards scored inline
+        self._finalizer = weakref.finalize(self, self.pool.kill_all)
         atexit.register(self._finalizer)
 
     @property
@@ -707,6 +163,9 @@ class RewardRuntime:
 
     def close(self) -> None:
         self.pool.close()
+        if self._async_runner is not None:
+            self._async_runner.close()
+            self._async_runner = None
 
     def __enter__(self) -> RewardRuntime:
         return self
@@ -724,6 +183,11 @@ class RewardRuntime:
                 err = {"error": f"could not build reward: {type(exc).__name__}: {exc}"}
                 return [SampleResult("error", None, err) for _ in samples]
         state = _ProcessState()
+        if bound.spec.is_async:
+            try:
+                return self._score_inline_async(score, bound, samples)
+            finally:
+                state.restore()
         try:
             if bound.spec.batched:
                 start = time.perf_counter()
@@ -750,6 +214,46 @@ class RewardRuntime:
         finally:
             state.restore()
 
+    def _score_inline_async(self, score: Any, bound: BoundReward, samples: list[dict]) -> list[SampleResult]:
+        """An async reward in this process: awaited concurrently on a private loop, each sample
+        under its budget (cancellation is cooperative here: nothing kills a blocked loop)."""
+        from grpo_host.rewards.async_runner import AsyncRunner, TimedOut
+
+        if self._async_runner is None:
+            self._async_runner = AsyncRunner()
+        runner = self._async_runner
+        copies = [_private_copy(s) for s in samples]
+
+        def result(raw: Any, seconds: float) -> SampleResult:
+            if isinstance(raw, TimedOut):
+                return SampleResult("timeout", None, {"error": raw.describe()}, seconds)
+            return SampleResult(*_inline_outcome(raw), seconds)
+
+        try:
+            if bound.spec.batched:
+                start = time.perf_counter()
+                raw = runner.score_batch(score, copies, bound.timeout * len(copies))
+                per = (time.perf_counter() - start) / max(len(copies), 1)
+                if isinstance(raw, (TimedOut, BaseException)):
+                    return [result(raw, per) for _ in copies]
+                raws = list(raw)
+                if len(raws) != len(copies):
+                    raws = [ValueError(f"score_batch returned {len(raws)} scores for {len(copies)} samples")]
+                    raws *= len(copies)
+                return [result(r, per) for r in raws]
+            rows: list[SampleResult | None] = [None] * len(copies)
+
+            def finished(index: int, raw: Any, seconds: float) -> None:
+                rows[index] = result(raw, seconds)
+
+            runner.score_samples(
+                score, copies, timeout=bound.timeout, concurrency=bound.concurrency, finished=finished
+            )
+            return [r or SampleResult("error", None, {"error": "lost result"}) for r in rows]
+        except BaseException as exc:  # noqa: BLE001 - the trainer never sees a reward's exception
+            err = {"error": f"async reward failed: {type(exc).__name__}: {exc}"}
+            return [SampleResult("error", None, err) for _ in samples]
+
     # -- the pool --------------------------------------------------------------------------
     def _score_pooled(self, pooled: list[int], samples: list[dict], results: dict[str, list]) -> None:
         n = len(samples)
@@ -757,12 +261,42 @@ class RewardRuntime:
         wire = [_wire(s) for s in samples]
         for reward_index in pooled:
             bound = self.rewards[reward_index]
-            step = n if bound.spec.batched else per_chunk
-            for start in range(0, n, step):
+            if bound.spec.is_async:
+                self._submit_async(reward_index, bound, wire)
+                continue
+            step = per_chunk
+            if bound.spec.batched:
+                # One batch, one worker, on this machine (the reward batches for its own speed);
+                # an executor across machines spreads it: one contiguous part per worker.
+                step = -(-n // self.size) if getattr(self.pool, "spreads_batches", False) and self.size > 1 else n
+            for start in range(0, n, max(1, step)):
                 stop = min(n, start + step)
                 self.pool.submit(Chunk(reward_index, bound, list(range(start, stop)), wire[start:stop]))
         for chunk, index, result in self.pool.collect():
             results[chunk.reward.name][index] = result
+
+    def _submit_async(self, reward_index: int, bound: BoundReward, wire: list[Any]) -> None:
+        """An async reward's chunks: its concurrency shared among at most one chunk per worker,
+        so the samples in flight never pass it, whatever the pool's size."""
+        n = len(wire)
+        if bound.spec.batched:
+            self.pool.submit(Chunk(reward_index, bound, list(range(n)), wire, concurrency=1))
+            return
+        parts = max(1, min(self.size, bound.concurrency, n))
+        share, extra = divmod(bound.concurrency, parts)
+        size, left = divmod(n, parts)
+        start = 0
+        for part in range(parts):
+            stop = start + size + (part < left)
+            chunk = Chunk(
+                reward_index,
+                bound,
+                list(range(start, stop)),
+                wire[start:stop],
+                concurrency=share + (part < extra),
+            )
+            self.pool.submit(chunk)
+            start = stop
 
 
 def _inline_outcome(raw: Any) -> tuple[str, float | None, dict]:
@@ -790,10 +324,3 @@ class _ProcessState:
                 for key in [k for k in os.environ if k not in self.environ]:
                     del os.environ[key]
                 os.environ.update(self.environ)
-
-
-def _available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)

@@ -23,12 +23,14 @@ from typing import Any, Literal
 
 from grpo_host.errors import RewardParamError, did_you_mean
 
-# Every reward accepts these, whatever its signature; the runtime consumes them.
-HOST_PARAMS = ("timeout", "weight", "memory_mb")
+# Every reward accepts these, whatever its signature; the runtime consumes them
+# (`concurrency` is for async rewards only: samples awaited at once).
+HOST_PARAMS = ("timeout", "weight", "memory_mb", "concurrency")
 # Names a per-sample function receives from the host rather than from dataset columns.
 SAMPLE_ARGS = ("completion", "messages", "completion_ids")
 OUTCOMES = ("ok", "not_applicable", "error", "timeout")
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_CONCURRENCY = 32
 
 
 @dataclass
@@ -71,6 +73,7 @@ class RewardSpec:
     accepts_any_column: bool = True  # has **columns
     wants: tuple[str, ...] = ()  # which of SAMPLE_ARGS it takes besides completion
     batched: bool = False  # a class with score_batch
+    is_async: bool = False  # an `async def` function, or a class whose score/score_batch is one
     default_timeout: float = DEFAULT_TIMEOUT
     isolation: Literal["process", "inline"] = "process"
     golden: str | None = None  # path of its golden file, relative to its module's package
@@ -88,7 +91,8 @@ class RewardSpec:
     def resolve_params(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``params``, each validated against its annotation.
 
-        Host params (``timeout``, ``weight``, ``memory_mb``) are not included: see ``bind_reward``.
+        Host params (``timeout``, ``weight``, ``memory_mb``, ``concurrency``) are not included:
+        see ``bind_reward``.
         """
         resolved = {name: p.default for name, p in self.params.items()}
         for key, value in (params or {}).items():
@@ -137,31 +141,47 @@ class RewardSpec:
             "description": self.description,
             "kind": self.kind,
             "params": [p.to_json() for p in self.params.values()],
-            "host_params": {"timeout": self.default_timeout, "weight": 1.0},
+            "host_params": self.host_param_defaults(),
             "columns": list(self.columns),
             "isolation": self.isolation,
             "batched": self.batched,
+            "async": self.is_async,
         }
+
+    def host_param_defaults(self) -> dict[str, Any]:
+        """The host params this reward takes, with their defaults (``memory_mb``: None, the
+        runtime's cap, which depends on the machine and the number of workers)."""
+        defaults: dict[str, Any] = {"timeout": self.default_timeout, "weight": 1.0, "memory_mb": None}
+        if self.is_async:
+            defaults["concurrency"] = DEFAULT_CONCURRENCY
+        return defaults
 
     # -- building --------------------------------------------------------------------------
     def build(self, params: Mapping[str, Any]) -> Callable[[list[dict[str, Any]]], list[Any]]:
         """Return ``score_samples(samples) -> raw results``, one per sample.
 
         A raw result is the reward's return value, or an exception instance when it raised for
-        that sample; the runtime turns raw results into outcomes.
+        that sample; the runtime turns raw results into outcomes. An async reward's samples are
+        awaited one after another here, on a private loop; the runtime awaits them concurrently.
         """
         scorer = self.build_scorer(params)
+        if self.is_async:
+            from grpo_host.rewards.async_runner import run_sequentially
+
+            return functools.partial(run_sequentially, scorer, self.batched)
         if self.batched:
             return scorer
         return functools.partial(_score_each, scorer)
 
     def build_scorer(self, params: Mapping[str, Any]) -> Callable[..., Any]:
         """What the runtime calls: ``score(sample) -> raw`` (raising what the reward raises), or
-        for a batched reward ``score(samples) -> [raw, ...]``."""
+        for a batched reward ``score(samples) -> [raw, ...]``. For an async reward the call
+        returns an awaitable of the same."""
         if self.kind == "class":
             instance = self.target(**params)
             if self.batched:
-                return functools.partial(_score_batch, self, instance.score_batch)
+                batch = _score_batch_async if self.is_async else _score_batch
+                return functools.partial(batch, self, instance.score_batch)
             return functools.partial(_score_one, self, instance.score, {})
         return functools.partial(_score_one, self, self.target, dict(params))
 
@@ -181,11 +201,22 @@ def _score_each(score: Callable[[dict], Any], samples: list[dict]) -> list[Any]:
 
 
 def _score_batch(spec: RewardSpec, fn: Callable[..., Any], samples: list[dict]) -> list[Any]:
+    return list(fn(**_batch_kwargs(spec, samples)))
+
+
+async def _score_batch_async(spec: RewardSpec, fn: Callable[..., Any], samples: list[dict]) -> list[Any]:
+    return list(await fn(**_batch_kwargs(spec, samples)))
+
+
+def _batch_kwargs(spec: RewardSpec, samples: list[dict]) -> dict[str, list[Any]]:
     kwargs: dict[str, list[Any]] = {}
     per_sample = [spec_kwargs(spec, s) for s in samples]
-    for key in per_sample[0] if per_sample else ():
+    # Every key any sample has (first seen first): a column only some samples carry is a list
+    # with None where it is missing, never dropped because the first sample lacked it.
+    keys = dict.fromkeys(key for k in per_sample for key in k)
+    for key in keys:
         kwargs["completions" if key == "completion" else key] = [k.get(key) for k in per_sample]
-    return list(fn(**kwargs))
+    return kwargs
 
 
 def spec_kwargs(spec: RewardSpec, sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,6 +255,9 @@ def reward(
     ``name`` defaults to the function's name with ``_`` turned into ``-``. ``timeout`` is the
     default per-sample budget in seconds (a run can override it). ``isolation="inline"`` keeps
     the reward in the calling process (a model on a GPU) instead of the worker pool.
+    An ``async def`` function (or a class whose ``score``/``score_batch`` is ``async def``) is
+    an async reward: the runtime awaits up to its host param ``concurrency`` samples at once in
+    a worker, each under its own ``timeout``.
     ``golden`` is the golden file's path relative to the reward module's package (default
     ``golden/<name>.yaml``). ``intended_probes`` maps a reward-hacking probe's name to the
     reason its result is intended. The target is returned unchanged, so it stays callable.
@@ -265,11 +299,14 @@ def _make_spec(target: Any, *, name: str, description: str | None, **options: An
         if not batched and not hasattr(target, "score"):
             raise TypeError(f"reward class {target.__qualname__} needs a score() or score_batch() method")
         param_sig = inspect.signature(target.__init__)
-        call_sig = inspect.signature(target.score_batch if batched else target.score)
+        method = target.score_batch if batched else target.score
+        call_sig = inspect.signature(method)
+        is_async = inspect.iscoroutinefunction(method)
         skip_first = 2  # self, then completion(s)
     elif callable(target):
         kind, batched = "function", False
         param_sig = call_sig = inspect.signature(target)
+        is_async = inspect.iscoroutinefunction(target)
         skip_first = 1
     else:
         raise TypeError(f"@reward needs a function or a class, not {type(target).__name__}")
@@ -312,6 +349,7 @@ def _make_spec(target: Any, *, name: str, description: str | None, **options: An
         accepts_any_column=any(p.kind is p.VAR_KEYWORD for p in call_params),
         wants=tuple(wants),
         batched=batched,
+        is_async=is_async,
         default_timeout=float(options.pop("timeout")),
         **options,
     )

@@ -67,7 +67,11 @@ class RewardSet:
         memory_mb: int | None = None,
         error_threshold: float = 0.10,
         min_samples: int = 32,
+        executor: str = "local",
+        executor_options: Mapping[str, Any] | None = None,
     ):
+        self.executor, self.executor_options = executor, dict(executor_options or {})
+        check_executor(executor, self.executor_options)
         self.rewards = list(rewards)
         self.workers, self.memory_mb = workers, memory_mb
         self.error_threshold, self.min_samples = error_threshold, min_samples
@@ -80,7 +84,13 @@ class RewardSet:
     @property
     def runtime(self) -> RewardRuntime:
         if self._runtime is None:
-            self._runtime = RewardRuntime(self.rewards, workers=self.workers, memory_mb=self.memory_mb)
+            self._runtime = RewardRuntime(
+                self.rewards,
+                workers=self.workers,
+                memory_mb=self.memory_mb,
+                executor=self.executor,
+                executor_options=self.executor_options,
+            )
         return self._runtime
 
     @property
@@ -152,7 +162,13 @@ class RewardSet:
 
 
 class TRLReward:
-    """One reward of a set, callable the way TRL calls reward functions."""
+    """One reward of a set, callable the way TRL calls reward functions.
+
+    Always a sync callable, async rewards included: TRL calls sync reward functions in turn and
+    gathers ``async def`` ones on its own daemon event loop afterwards; the first of a set's
+    callables scores the batch with every reward (async ones awaited concurrently in the
+    workers), so nothing of ours runs on TRL's loop and the waits still overlap.
+    """
 
     def __init__(self, reward_set: RewardSet, name: str):
         self.reward_set = reward_set
@@ -167,6 +183,21 @@ class TRLReward:
 
     def __repr__(self) -> str:
         return f"<grpo-host reward {self.__name__}>"
+
+
+def check_executor(executor: str, options: Mapping[str, Any]) -> None:
+    """A clear error now, not at the first batch: an unknown executor or option, Ray missing,
+    a Ray address that does not answer."""
+    from grpo_host.rewards.runtime import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise GrpoHostError(f"unknown reward executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        from grpo_host.rewards.ray_executor import check_options
+
+        check_options(options)
+    elif options:
+        raise GrpoHostError(f"{', '.join(options)}: only the ray executor takes these options")
 
 
 def batch_metrics(batch: Mapping[str, Sequence[SampleResult]]) -> dict[str, Any]:
@@ -191,16 +222,27 @@ def load_rewards(
     memory_mb: int | None = None,
     error_threshold: float = 0.10,
     manager: Any = None,
+    executor: str = "local",
+    **executor_options: Any,
 ) -> list[TRLReward]:
     """Installed rewards as TRL reward functions sharing one worker pool.
 
     ``rewards`` items are names, ``(name, params)`` pairs, or dicts with ``name``, ``params``,
     ``timeout``, ``weight``, ``memory_mb``. ``memory_mb`` here is the cap for rewards that set
     none (default: see ``RewardRuntime``). Pass ``[r.weight for r in result]`` as
-    ``GRPOConfig(reward_weights=...)`` when weights are set.
+    ``GRPOConfig(reward_weights=...)`` when weights are set. ``executor="ray"`` runs the pool on
+    Ray actors across a cluster (options ``address``, ``num_cpus_per_worker``; ``workers`` is
+    then the number of actors).
     """
     bound = [resolve_reward_item(item, manager) for item in rewards]
-    reward_set = RewardSet(bound, workers=workers, memory_mb=memory_mb, error_threshold=error_threshold)
+    reward_set = RewardSet(
+        bound,
+        workers=workers,
+        memory_mb=memory_mb,
+        error_threshold=error_threshold,
+        executor=executor,
+        executor_options=executor_options,
+    )
     return reward_set.callables()
 
 

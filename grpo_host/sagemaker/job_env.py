@@ -24,14 +24,15 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from grpo_host.cluster import PROCESSES_ENV, cluster_backend_params  # noqa: F401 - this module's API too
 from grpo_host.errors import GrpoHostError
+from grpo_host.overrides import parse_value, set_dotted
 
 DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"  # the local path of SageMaker's checkpoint sync
 CHANNELS_ENV = "GRPO_HOST_CHANNELS"
 CHECKPOINT_ENV = "GRPO_HOST_CHECKPOINT_DIR"
 SECRETS_ENV = "GRPO_HOST_SECRETS"
 MARKER_ENV = "GRPO_HOST_SAGEMAKER"
-PROCESSES_ENV = "GRPO_HOST_PROCESSES_PER_NODE"
 
 # Channels a hand-made job (not started by `grpo-host launch`) gets without GRPO_HOST_CHANNELS.
 DEFAULT_CHANNEL_FIELDS = {"train": "data.source", "model": "model.id"}
@@ -67,16 +68,16 @@ def sagemaker_overrides(environ: Mapping[str, str], backend_params: Collection[s
         return {}
     overrides: dict[str, Any] = {}
     for key, value in hyperparameters(environ).items():
-        _set_dotted(overrides, hp_field(key), value)
+        set_dotted(overrides, hp_field(key), value, replace=True)
 
     model_dir = environ.get("SM_MODEL_DIR", "/opt/ml/model")
-    _set_dotted(overrides, "output.dir", model_dir)
-    _set_dotted(overrides, "checkpointing.dir", environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR)
+    set_dotted(overrides, "output.dir", model_dir, replace=True)
+    set_dotted(overrides, "checkpointing.dir", environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR, replace=True)
     # A spot interruption restarts the job with the synced checkpoint dir: always resume.
-    _set_dotted(overrides, "checkpointing.resume", True)
+    set_dotted(overrides, "checkpointing.resume", True, replace=True)
 
     for _channel, field, path in channel_paths(environ, listdir):
-        _set_dotted(overrides, field, path)
+        set_dotted(overrides, field, path, replace=True)
 
     cluster = {k: v for k, v in cluster_backend_params(environ).items() if k in set(backend_params)}
     if cluster:
@@ -122,8 +123,6 @@ def _scalar(value: Any) -> Any:
     try:
         return json.loads(value)
     except ValueError:
-        from grpo_host.cli.common import parse_value
-
         return parse_value(value)
 
 
@@ -173,29 +172,6 @@ def _data_path_in(folder: str, listdir: Callable[[str], list[str]]) -> str:
     if len(data_files) == 1:
         return str(Path(folder) / data_files[0])
     return folder
-
-
-def cluster_backend_params(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The cluster as SageMaker describes it, for a backend that launches its own processes.
-
-    Keys follow ``accelerate launch`` (``num_machines``, ``machine_rank``, ``main_process_ip``,
-    ``main_process_port``, ``num_processes`` = processes over all machines); a backend takes
-    those of them it declares.
-    """
-    hosts = _json_list(environ.get("SM_HOSTS"))
-    current = environ.get("SM_CURRENT_HOST")
-    params: dict[str, Any] = {}
-    gpus = _int(environ.get("SM_NUM_GPUS"))
-    per_node = _int(environ.get(PROCESSES_ENV)) or (gpus if gpus and gpus > 0 else 1)
-    machines = max(len(hosts), 1)
-    params["num_processes"] = per_node * machines
-    if len(hosts) > 1:
-        ordered = sorted(hosts)
-        params["num_machines"] = machines
-        params["machine_rank"] = ordered.index(current) if current in ordered else 0
-        params["main_process_ip"] = environ.get("SM_MASTER_ADDR") or ordered[0]
-        params["main_process_port"] = _int(environ.get("SM_MASTER_PORT")) or 7777
-    return params
 
 
 def job_secret_names(environ: Mapping[str, str]) -> tuple[str | None, dict[str, str]]:
@@ -299,31 +275,3 @@ def finish_job(output_dir: str | Path, environ: Mapping[str, str] | None = None)
             shutil.copy2(source / name, Path(target) / name)
             copied.append(name)
     return copied
-
-
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    node = tree
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[parts[-1]] = value
-
-
-def _json_list(raw: str | None) -> list[str]:
-    if not raw:
-        return []
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return [h for h in raw.split(",") if h]
-    return [str(v) for v in value] if isinstance(value, list) else []
-
-
-def _int(raw: str | None) -> int | None:
-    try:
-        return int(raw) if raw not in (None, "") else None
-    except ValueError:
-        return None

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from grpo_host.errors import GrpoHostError
-from grpo_host.manager import normalize_dist
+from grpo_host.manager import PluginManager, normalize_dist
 
 HOST_DIST = "grpo-host"
 SOURCE_TARBALL = "grpo-host-source.tar.gz"
@@ -91,7 +91,7 @@ class JobSource:
 
 # -- which distributions the run uses --------------------------------------------------------
 def plugin_dists_for_run(rewards: Iterable[str], backend: str | None, trackers: Iterable[str] = (),
-                         manager: Any = None) -> list[str]:
+                         manager: PluginManager | None = None) -> list[str]:
     """The distributions that provide the run's rewards, backend and trackers."""
     from grpo_host.manager import get_plugin_manager
 
@@ -284,7 +284,7 @@ def _project_name(path: Path) -> str | None:
         if pyproject.is_file():
             text = pyproject.read_text(encoding="utf-8")
             try:
-                import tomllib
+                import tomllib  # type: ignore[import-not-found, unused-ignore]  # Python 3.11+
 
                 name = tomllib.loads(text).get("project", {}).get("name")
             except ImportError:  # Python 3.10: the [project] table's name line

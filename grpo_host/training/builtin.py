@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from grpo_host.datasets import arithmetic_rows  # the corpus is made of its rows
 
 BUILTIN_VERSION = 1  # bump when the build changes, so caches are rebuilt
 
@@ -43,7 +44,6 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
 def cache_root() -> Path:
@@ -53,6 +53,7 @@ def cache_root() -> Path:
     return Path(base) / "grpo-host"
 
 
+<<<<<<< HEAD
 # -- data ----------------------------------------------------------------------------------------
 def arithmetic_rows(
     n: int = 2000, seed: int = 0, max_operand: int = 20, operations: str = "+-"
@@ -71,6 +72,9 @@ def arithmetic_rows(
     return rows
 
 
+=======
+# -- data (the rows are made in grpo_host.datasets, the built-in data source's home) ------------
+>>>>>>> main
 def _corpus(max_operand: int = 20) -> list[str]:
     rows = arithmetic_rows(3000, seed=1234, max_operand=max_operand, operations="+-*")
     lines = []

@@ -73,6 +73,35 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """The run's gradients or loss stopped being finite: the next step would only spread NaN."""
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Stop the run, with a message that says what to change, at the first non-finite gradient norm.
+
+    Once the gradient norm is NaN or inf (and no fp16 loss scaler is there to skip the step),
+    the optimizer writes NaN into the weights, and the next generate samples from NaN
+    probabilities; on a GPU that surfaces as ``CUDA error: device-side assert triggered`` deep in
+    transformers, with nothing pointing back at training. bench/README.md (issue 22) saw exactly
+    that with TRL's own generation and the host's fast path alike. Placed after ``RunRecorder``,
+    so the step's record (``grad_norm: null``) is written first.
+    """
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if getattr(args, "fp16", False):  # the fp16 scaler skips inf steps on its own, by design
+            return
+        for key in ("grad_norm", "loss"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise NonFiniteTrainingError(
+                    f"step {state.global_step}: {key} is {value}: training diverged and the weights are no "
+                    "longer finite, so the next generate would sample from NaN (on a GPU: 'CUDA error: "
+                    "device-side assert triggered'). Lower grpo.learning_rate, keep grpo.max_grad_norm set, "
+                    "or try model.attn_implementation: eager (sdpa with heavily left-padded prompts was seen "
+                    "to give NaN gradients here); rerunning the same command resumes from the last checkpoint.")
+
+
 class RunRecorder(TrainerCallback):
     def __init__(
         self,

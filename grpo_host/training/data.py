@@ -150,7 +150,7 @@ def _load(section: DataSection, split: str):
     if source.startswith("builtin:"):
         if source != BUILTIN_DATA:
             raise ConfigError(f"data.source: {source!r} is not a built-in data set; built-in: {BUILTIN_DATA}")
-        from grpo_host.training.builtin import arithmetic_rows
+        from grpo_host.datasets import arithmetic_rows
 
         try:
             rows = arithmetic_rows(**section.builtin)

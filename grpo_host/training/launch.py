@@ -5,9 +5,10 @@ and the trackers are installed and loadable (a broken plugin is named with its e
 anything starts), write the resolved config into the output dir, ask the backend for the
 argv that launches ``python -m grpo_host.training.worker --config <that file>``, run it,
 stream its output (drawing a progress bar from the worker's progress lines) and return its
-exit code. A backend sees the run through ``env``: ``GRPO_HOST_RUN_CONFIG`` (the resolved
-config's path) and ``GRPO_HOST_PRECISION`` (the config's precision) are set before
-``build_command`` is called. Nothing here imports torch.
+exit code. A backend sees the run through its ``build_command`` arguments: its params, and a
+``LaunchContext`` (the resolved config, its path, the cluster the scheduler describes).
+``GRPO_HOST_RUN_CONFIG`` and ``GRPO_HOST_PRECISION`` stay in the workers' environment.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from grpo_host.backends import LaunchContext
+from grpo_host.cluster import scheduler_cluster
 from grpo_host.config import RunConfig, check_grpo_fields
 from grpo_host.errors import BrokenPluginError, GrpoHostError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.manager import PluginManager
 
 RESOLVED_CONFIG = "run_config.yaml"
 
@@ -39,7 +45,7 @@ class PreparedRun:
     env: dict[str, str]
 
 
-def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, Any]]:
+def check_run(config: RunConfig, manager: PluginManager | None = None) -> tuple[Any, dict[str, Any]]:
     """Every reward, the backend and the trackers, looked up and checked before any launch.
 
     Returns the backend and its resolved params; raises one error listing every problem.
@@ -89,7 +95,7 @@ def check_run(config: RunConfig, manager: Any = None) -> tuple[Any, dict[str, An
     return backend, params
 
 
-def _check_data_source(config: RunConfig, manager: Any) -> list[str]:
+def _check_data_source(config: RunConfig, manager: PluginManager) -> list[str]:
     """A misspelled data source would surface only after the model is built, as a failed Hugging
     Face download; caught here with a did-you-mean when it is close to one, or has params."""
     from grpo_host.errors import did_you_mean
@@ -104,7 +110,7 @@ def _check_data_source(config: RunConfig, manager: Any) -> list[str]:
     return []
 
 
-def prepare(config: RunConfig, manager: Any = None, *, write: bool = True) -> PreparedRun:
+def prepare(config: RunConfig, manager: PluginManager | None = None, *, write: bool = True) -> PreparedRun:
     backend, params = check_run(config, manager)
     output_dir = Path(config.output.dir)
     config_path = output_dir / RESOLVED_CONFIG
@@ -120,8 +126,10 @@ def prepare(config: RunConfig, manager: Any = None, *, write: bool = True) -> Pr
         GRPO_HOST_DIE_WITH_PARENT="1",
         PYTHONUNBUFFERED="1",
     )
+    cluster, cluster_source = scheduler_cluster(env)
+    context = LaunchContext(config, str(config_path), cluster, cluster_source)
     try:
-        argv = [str(a) for a in backend.build_command(worker_argv, params, env)]
+        argv = [str(a) for a in backend.command(worker_argv, params, env, context)]
     except GrpoHostError:
         raise
     except Exception as exc:  # noqa: BLE001 - a backend bug, reported as such

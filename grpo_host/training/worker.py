@@ -158,6 +158,13 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     manager = get_plugin_manager()
     bound = [resolve_reward_item(entry.to_item(), manager) for entry in config.rewards]
+    runtime = config.runtime
+    workers = config.reward_workers if runtime.workers is None else runtime.workers
+    if workers is None and runtime.executor == "local":  # the cores are shared by this machine's ranks
+        workers = max(1, _cores() // max(1, _local_world_size()))
+    # Built before the model, so a wrong executor setting (Ray missing, its address down) fails fast.
+    reward_set = RewardSet(bound, workers=workers, error_threshold=config.rewards_error_threshold,
+                           executor=runtime.executor, executor_options=runtime.executor_options())
     from grpo_host.tracking import TrackerSet
 
     trackers = TrackerSet.from_names(config.tracking, manager) if is_main else TrackerSet()
@@ -165,6 +172,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     from grpo_host.training.callbacks import (
         METRICS_FILE,
         BeforeAfterProbe,
+        NonFiniteGuard,
         RunRecorder,
         emit_progress,
         truncate_jsonl,
@@ -186,10 +194,6 @@ def run(config: RunConfig) -> dict[str, Any]:
         built = build_model(config, state.local_process_index if _cuda() else None)
         train_ds, eval_ds = shape_datasets(*raw_data, config.data, built.tokenizer)
     precision = resolve_precision(config.precision)
-    workers = config.reward_workers
-    if workers is None:  # the cores are shared by every training process of this machine
-        workers = max(1, _cores() // max(1, _local_world_size()))
-    reward_set = RewardSet(bound, workers=workers, error_threshold=config.rewards_error_threshold)
     backend = _backend_setup(config, manager, built.model)
     args = grpo_args(config, precision, reward_set.weights, eval_ds is not None, backend.trainer_args)
 
@@ -235,11 +239,14 @@ def run(config: RunConfig) -> dict[str, Any]:
         processing_class=built.tokenizer,
         peft_config=built.peft_config,
         callbacks=[*backend.callbacks, recorder, *observability_callbacks(recorder, reward_set, is_main=is_main),
+                   NonFiniteGuard(),
                    BeforeAfterProbe(output_dir, reward_set, train_ds, built.tokenizer, is_main=is_main,
                                     world_size=state.num_processes, max_new_tokens=args.max_completion_length)],
     )
     trainer.remove_callback(PrinterCallback)  # the recorder prints one readable line per step
     generation = apply_generation_speed(trainer, config, built)
+    if generation["path"] == "static-compile":
+        recorder.metric_sources.append(compile_counters)
     _refuse_silent_unsharded(trainer)
     run_info = {
         "run_name": config.run_name,
@@ -369,11 +376,11 @@ _GENERATION_OWNERS = ("use_vllm", "cache_implementation", "use_transformers_page
 def generation_choice(config: RunConfig, *, cuda: bool, sharded: bool) -> tuple[str, str]:
     """``(path, why)`` for ``generation.speed``: path is ``off``, ``static`` or ``static-compile``.
 
-    The auto rule follows what bench/README.md measured (one H200, 0.5B shape, bf16 full fine-tuning):
-    a static KV cache lets transformers compile the decode step (CUDA graphs), about 4x TRL's
-    default tokens/s, because the default loop pays per-token launch overhead, not math. It is
-    applied only where it was measured: LoRA/QLoRA and FSDP/DeepSpeed keep TRL's default unless
-    asked for explicitly.
+    The auto rule follows what bench/README.md measured (one H200, 0.5B shape): a static KV
+    cache lets transformers compile the decode step (CUDA graphs), several times TRL's default
+    tokens/s, because the default loop pays per-token launch overhead, not math. That holds for
+    full fine-tuning, LoRA and QLoRA (LoRA/QLoRA sample from a merged copy where one fits:
+    :func:`apply_generation_speed`); FSDP/DeepSpeed keep TRL's default unless asked explicitly.
     """
     speed = config.generation.speed
     owner = next((k for k in _GENERATION_OWNERS if config.grpo.get(k)), None)
@@ -389,12 +396,16 @@ def generation_choice(config: RunConfig, *, cuda: bool, sharded: bool) -> tuple[
         return speed, why
     if not cuda:
         return "off", "auto on CPU: TRL's default (transformers compiles the decode step only on GPUs)"
-    if config.peft.enabled or config.quantization.load_in_4bit:
-        return "off", ("auto with LoRA/QLoRA: TRL's default (the fast path was measured on full fine-tuning "
-                       "only; set generation.speed: static-compile to try it)")
     if sharded:
         return "off", "auto with FSDP/DeepSpeed: TRL's default (the fast path is untested on sharded weights)"
-    return "static-compile", "auto on a CUDA GPU: static KV cache with a compiled decode step"
+    kind = "QLoRA" if config.quantization.load_in_4bit else "LoRA" if config.peft.enabled else None
+    return "static-compile", "auto on a CUDA GPU" + (f" ({kind})" if kind else "") + \
+        ": static KV cache with a compiled decode step"
+
+
+# A merged sampling copy is taken only while it leaves most of the GPU to training.
+_COPY_SHARE_OF_FREE = 0.5
+_SAMPLING_ENV = "GRPO_HOST_LORA_SAMPLING"  # merged | adapters: forces one (bench/gpu_sampling.py)
 
 
 def apply_generation_speed(trainer: Any, config: RunConfig, built: Any) -> dict[str, str]:
@@ -405,23 +416,104 @@ def apply_generation_speed(trainer: Any, config: RunConfig, built: Any) -> dict[
     that reaches sampling without touching how the loss or the log-probs are computed (those run
     the model's ordinary forward on the sampled ids). Compiled decoding stays valid while the
     optimizer updates the weights: it updates them in place, so the captured graphs read the
-    new values.
+    new values. With LoRA/QLoRA the policy samples from a merged copy (:func:`lora_sampling`).
     """
     sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
     path, why = generation_choice(config, cuda=_cuda(), sharded=sharded)
     gen = getattr(trainer, "generation_config", None)
     if path != "off" and gen is None:
         path, why = "off", "TRL generates without a transformers generation config here (vLLM)"
+    result = {"path": path, "why": why}
     if path != "off":
         gen.cache_implementation = "static"
         gen.disable_compile = path != "static-compile"
         kwargs = getattr(trainer, "generation_kwargs", None)
         if isinstance(kwargs, dict):  # TRL's copy of the same settings (used on transformers < 5)
             kwargs["cache_implementation"] = "static"
-    log.info("generation: %s (%s)", path, why)
+        if hasattr(gen, "max_cache_len") and os.environ.get("GRPO_HOST_STATIC_CACHE_LEN", "").lower() != "off":
+            gen.max_cache_len = static_cache_length(trainer)
+            result["max_cache_len"] = gen.max_cache_len
+        if built.peft_config is not None:
+            result["sampling"], result["sampling_why"] = lora_sampling(trainer, config, built)
+    log.info("generation: %s (%s)%s", path, why,
+             f"; sampling from {result['sampling']} ({result['sampling_why']})" if "sampling" in result else "")
     if path == "off" and not config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is not None:
         log.info("generation: vllm is installed; grpo.use_vllm: true makes TRL generate with it instead")
-    return {"path": path, "why": why}
+    return result
+
+
+_PROMPTS_MEASURED = 2048
+_CACHE_ROUND = 64
+
+
+def static_cache_length(trainer: Any) -> int | None:
+    """The static KV cache's length: the longest prompt of (the first rows of) the training data
+    plus ``max_completion_length``, rounded up to 64 tokens.
+
+    transformers sizes a static cache for the call at hand and reallocates it, and recompiles
+    the decode step, whenever a later batch has a longer prompt; with prompts of varying length
+    that is a recompile every few steps. Sized once for the data, the cache is reused. A prompt
+    longer than any measured still works: transformers grows the cache that once."""
+    data = getattr(trainer, "train_dataset", None)
+    tok = getattr(trainer, "processing_class", None)
+    completion = getattr(trainer, "max_completion_length", None)
+    if data is None or tok is None or not completion or "prompt" not in getattr(data, "column_names", ()):
+        return None
+    longest = 0
+    for i in range(min(len(data), _PROMPTS_MEASURED)):
+        prompt = data[i]["prompt"]
+        try:
+            ids = (tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+                   if isinstance(prompt, list) else tok(prompt)["input_ids"])
+        except Exception:  # noqa: BLE001 - a prompt TRL will shape itself (images, tools): leave sizing to it
+            return None
+        longest = max(longest, len(ids))
+    return -(-(longest + completion) // _CACHE_ROUND) * _CACHE_ROUND
+
+
+def lora_sampling(trainer: Any, config: RunConfig, built: Any) -> tuple[str, str]:
+    """``("merged copy" | "adapters", why)``: where a LoRA/QLoRA policy samples from.
+
+    bench/README.md measured a merged bf16 copy (base weights, 4-bit ones dequantized, plus the
+    adapters' deltas, rewritten before every generate) against decoding through the adapters:
+    the copy decodes like a fully fine-tuned model. It costs one bf16 copy of the base weights,
+    so it is taken only where that fits in half the free GPU memory; otherwise, and for adapter
+    kinds it cannot merge, the policy samples through its adapters.
+    """
+    import torch
+
+    from grpo_host.training import sampling_copy
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    forced = os.environ.get(_SAMPLING_ENV, "").strip().lower()
+    if forced not in ("", "merged", "adapters"):
+        raise ConfigError(f"{_SAMPLING_ENV}={forced!r}: use merged or adapters (or leave it unset)")
+    if forced == "adapters":
+        return "adapters", f"{_SAMPLING_ENV}=adapters"
+    reason = sampling_copy.unsupported(model)
+    if reason:
+        return "adapters", f"no merged copy: {reason}"
+    dtype = getattr(torch, config.quantization.compute_dtype if built.quantized else built.dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        dtype = torch.float32
+    need = sampling_copy.copy_bytes(model, dtype)
+    if _cuda() and forced != "merged":
+        free, _ = torch.cuda.mem_get_info()
+        if need > _COPY_SHARE_OF_FREE * free:
+            return "adapters", (f"a merged copy needs {need / 2**30:.1f} GiB, over half the "
+                                f"{free / 2**30:.1f} GiB free")
+    sampling_copy.attach(model, sampling_copy.MergedSampler(model, dtype))
+    return "merged copy", f"{need / 2**30:.2f} GiB, {str(dtype).removeprefix('torch.')}, refreshed before each generate"
+
+
+def compile_counters() -> dict[str, int]:
+    """torch.compile's running totals in this process (a frame compiled after warm-up is a
+    recompile): logged each step on the compiled path so a run shows whether it recompiles."""
+    from torch._dynamo.utils import counters
+
+    return {"generation/compiled_frames": int(counters["frames"]["ok"]),
+            "generation/graph_breaks": int(sum(counters["graph_break"].values())),
+            "generation/cudagraph_skips": int(counters["inductor"].get("cudagraph_skips", 0))}
 
 
 def _backend_setup(config: RunConfig, manager: Any, model: Any) -> Any:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpo_host
-from grpo_host.backends import BackendParam, BackendSpec
-from grpo_host.errors import GrpoHostError
+from grpo_host import GrpoHostError
+from grpo_host.backends import BackendParam, BackendSpec, LaunchContext
 
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -56,7 +56,8 @@ def visible_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def build_command(worker_argv: Sequence[str], params: dict[str, Any], env: dict[str, str]) -> list[str]:
+def build_command(worker_argv: Sequence[str], params: dict[str, Any], env: dict[str, str],
+                  context: LaunchContext | None = None) -> list[str]:
     gpus = visible_gpus()
     cpu = params["cpu"]
     cpu = gpus == 0 if cpu == "auto" else bool(cpu)
@@ -73,7 +74,7 @@ def build_command(worker_argv: Sequence[str], params: dict[str, Any], env: dict[
         raise GrpoHostError("backend accelerate: num_processes and num_machines must be at least 1")
     precision = params["mixed_precision"]
     if precision == "auto":
-        precision = env.get("GRPO_HOST_PRECISION", "auto")
+        precision = context.config.precision if context is not None else "auto"
     if precision not in (*PRECISIONS, "auto"):
         raise GrpoHostError(f"backend accelerate: mixed_precision {precision!r}; allowed: auto, {', '.join(PRECISIONS)}")
     for key in ("config_file", "deepspeed_config_file"):

@@ -2,9 +2,8 @@
 
 The cluster's shape (processes per node, nodes, this node's rank, the rendezvous endpoint)
 comes from the backend's params when they are set, else from what the cluster's environment
-says: SageMaker's ``SM_HOSTS``/``SM_CURRENT_HOST``/``SM_NUM_GPUS`` (read through the host's
-``grpo_host.sagemaker.job_env.cluster_backend_params``, so both backends see one cluster),
-then torchrun's own ``PET_*`` variables and the usual ``MASTER_ADDR``/``MASTER_PORT``/
+says: SageMaker's ``SM_HOSTS``/``SM_CURRENT_HOST``/``SM_NUM_GPUS`` (read by the host and handed
+over as ``LaunchContext.cluster``, so both backends see one cluster), then torchrun's own ``PET_*`` variables and the usual ``MASTER_ADDR``/``MASTER_PORT``/
 ``NNODES``/``NODE_RANK`` (Kubeflow's PyTorchJob, hand-made clusters), then one node.
 
 What cannot work is refused here, before any process starts: more processes than devices,
@@ -19,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from grpo_host.errors import GrpoHostError
+from grpo_host import GrpoHostError
+from grpo_host.backends import LaunchContext
 
 NAME = "torchrun-fsdp"
 DEFAULT_PORT = 29500
@@ -74,18 +74,18 @@ def _env_int(env: Mapping[str, str], *names: str) -> int | None:
     return None
 
 
-def cluster_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """What the environment says about the cluster, as torchrun's names; ``{}`` when nothing."""
-    if env.get("SM_HOSTS"):
-        from grpo_host.sagemaker.job_env import cluster_backend_params
-
-        sm = cluster_backend_params(env)
-        nodes = int(sm.get("num_machines", 1))
-        shape: dict[str, Any] = {"nnodes": nodes, "nproc_per_node": max(1, int(sm["num_processes"]) // nodes),
-                                 "source": "SageMaker (SM_HOSTS, SM_CURRENT_HOST, SM_NUM_GPUS)"}
+def cluster_from_env(env: Mapping[str, str], cluster: Mapping[str, Any] | None = None,
+                     cluster_source: str = "") -> dict[str, Any]:
+    """The cluster's shape as torchrun's names; ``{}`` when nothing says. ``cluster`` is what
+    the host read from a scheduler (``LaunchContext.cluster``, SageMaker's); without one, the
+    generic variables of torchrun, Slurm and ``MASTER_ADDR`` in ``env``."""
+    if cluster:
+        nodes = int(cluster.get("num_machines", 1))
+        shape: dict[str, Any] = {"nnodes": nodes, "nproc_per_node": max(1, int(cluster["num_processes"]) // nodes),
+                                 "source": cluster_source or "the scheduler"}
         if nodes > 1:
-            shape["node_rank"] = int(sm["machine_rank"])
-            shape["endpoint"] = f"{sm['main_process_ip']}:{sm['main_process_port']}"
+            shape["node_rank"] = int(cluster["machine_rank"])
+            shape["endpoint"] = f"{cluster['main_process_ip']}:{cluster['main_process_port']}"
         return shape
     shape = {}
     nnodes = _env_int(env, "PET_NNODES", "NNODES", "SLURM_NNODES")
@@ -110,9 +110,11 @@ def cluster_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return shape
 
 
-def resolve_topology(params: Mapping[str, Any], env: Mapping[str, str], devices: int) -> Topology:
-    """Params first, then the cluster's environment, then one node with a process per device."""
-    from_env = cluster_from_env(env)
+def resolve_topology(params: Mapping[str, Any], env: Mapping[str, str], devices: int,
+                     cluster: Mapping[str, Any] | None = None, cluster_source: str = "") -> Topology:
+    """Params first, then the cluster (the scheduler's, else the environment's), then one node
+    with a process per device."""
+    from_env = cluster_from_env(env, cluster, cluster_source)
     nproc = _int_param(params, "nproc_per_node", 1)
     nnodes = _int_param(params, "nnodes", 1)
     node_rank = _int_param(params, "node_rank", 0)
@@ -214,13 +216,19 @@ def torchrun_argv(topology: Topology, params: Mapping[str, Any], worker_argv: Se
     return cmd
 
 
-def build_command(worker_argv: Sequence[str], params: dict[str, Any], env: dict[str, str]) -> list[str]:
+def build_command(worker_argv: Sequence[str], params: dict[str, Any], env: dict[str, str],
+                  context: LaunchContext | None = None) -> list[str]:
+    """The torchrun argv around ``worker_argv``; ``context`` (the host's) gives the run config
+    (4-bit storage) and the scheduler's cluster."""
     if len(worker_argv) < 1:
         raise BackendError("got an empty worker command")
     if params.get("rdzv_backend", "static") not in ("static", "c10d"):
         raise BackendError(f"rdzv_backend {params.get('rdzv_backend')!r}; allowed: static, c10d")
     gpus_hint = _env_int(env, "SM_NUM_GPUS") if env.get("SM_HOSTS") else None
-    topology = resolve_topology(params, env, devices=gpus_hint if gpus_hint is not None else _visible_devices())
+    cluster = context.cluster if context is not None else {}
+    source = context.cluster_source if context is not None else ""
+    topology = resolve_topology(params, env, devices=gpus_hint if gpus_hint is not None else _visible_devices(),
+                                cluster=cluster, cluster_source=source)
     device = check_devices(topology)
     if device == "cpu":
         if params.get("cpu_offload"):
@@ -231,7 +239,7 @@ def build_command(worker_argv: Sequence[str], params: dict[str, Any], env: dict[
     storage = params.get("quant_storage", "auto")
     if storage not in QUANT_STORAGES:
         raise BackendError(f"quant_storage {storage!r}; allowed: {', '.join(QUANT_STORAGES)}")
-    config = _run_config(env)
+    config = context.config if context is not None else None
     if config is not None and config.quantization.load_in_4bit:
         # FSDP shards 4-bit weights only when bitsandbytes packs them into a float dtype; the
         # model is built with it from this variable (grpo_host.training.model). uint8 keeps
@@ -246,12 +254,3 @@ def _visible_devices() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _run_config(env: Mapping[str, str]) -> Any:
-    path = env.get("GRPO_HOST_RUN_CONFIG")
-    if not path or not os.path.isfile(path):
-        return None
-    from grpo_host.config import load_resolved
-
-    return load_resolved(path)

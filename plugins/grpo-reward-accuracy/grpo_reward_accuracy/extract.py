@@ -20,7 +20,7 @@ __all__ = ["completion_plain", "find_answer", "nesting_depth"]
 
 def completion_plain(completion: Any) -> str:
     """The completion as text, whether it came as text or as chat messages."""
-    from grpo_host.rewards.spec import completion_text
+    from grpo_host import completion_text
 
     return completion_text(completion)[0]
 

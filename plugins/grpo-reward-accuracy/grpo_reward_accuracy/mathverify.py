@@ -20,7 +20,7 @@ import logging
 from functools import lru_cache
 from typing import Any
 
-from grpo_host.rewards.spec import reference_cache
+from grpo_host import reference_cache
 
 
 @lru_cache(maxsize=1)

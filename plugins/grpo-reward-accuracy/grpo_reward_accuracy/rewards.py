@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import grpo_host
+from grpo_host import reference_cache
 from grpo_host.answers import (
     MATH_WORDS,
     Found,
@@ -34,7 +35,6 @@ from grpo_host.answers import (
     strip_reasoning,
     tag_content,
 )
-from grpo_host.rewards.spec import reference_cache
 from grpo_reward_accuracy.exact import Value, canonical, decide, equation_of, strip_delimiters, value_of
 from grpo_reward_accuracy.extract import completion_plain, nesting_depth
 from grpo_reward_accuracy.rouge import rouge_l, tokenize

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import grpo_host
-from grpo_host.rewards.spec import completion_text
+from grpo_host import completion_text
 from grpo_reward_code.cases import (
     NotApplicable,
     Tests,

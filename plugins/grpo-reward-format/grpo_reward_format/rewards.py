@@ -16,7 +16,7 @@ from itertools import combinations, pairwise
 from typing import Any
 
 import grpo_host
-from grpo_host.rewards.spec import completion_text
+from grpo_host import completion_text
 
 _PREVIEW = 40  # characters of offending text shown in details
 # Why the reward-hacking probes that put other text in a well-shaped answer are not flagged here.

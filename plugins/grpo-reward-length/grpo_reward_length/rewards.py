@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import grpo_host
-from grpo_host.rewards.spec import completion_text
+from grpo_host import completion_text
 
 # Han, kana and the CJK compatibility block: one character is about one token.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"

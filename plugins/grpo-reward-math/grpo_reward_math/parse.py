@@ -1,42 +1,39 @@
-"""From LaTeX-ish or plain answer text to sympy objects, refusing what could hang or escape.
+"""From LaTeX-ish or plain answer text to sympy objects, refusing what could hang.
 
-Text is cleaned (``\\left``, spacing, ``\\text{}``, units, unicode), its top-level shape is read
-(equation, inequality, interval, union, set, tuple, list, ``\\pm``) and each expression is
-converted to plain syntax (``\\frac``, ``\\sqrt``, ``^``, implicit multiplication) for sympy's
-``parse_expr``. Two guards wrap ``parse_expr``, which evaluates generated Python code: the text
-must pass a character and name whitelist, and names resolve in a namespace of our own with no
-builtins. Every expression is first parsed with ``evaluate=False`` and its size estimated
-(digits of every power, factorial and exponential, node count, nesting); only what passes is
-parsed again with evaluation. Anything unparsable or too large comes back as ``None``.
+Text is cleaned (``\\left``, spacing, ``\\text{}``, units, unicode) and its top-level shape is
+read here, by math-equiv's own rules (equation, inequality, interval, union, set, tuple, list,
+``\\pm``); each expression in it is read by latex2sympy2_extended, the LaTeX parser that
+math-verify ships, which builds the sympy tree unevaluated. Only trees made of arithmetic and
+whitelisted functions pass, and only after a size guard (digits of every power, factorial and
+exponential, node count, nesting) are they evaluated. Anything unparsable or too large comes
+back as ``None``.
 """
 
 from __future__ import annotations
 
-import keyword
+import functools
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import sympy
-from sympy.parsing.sympy_parser import (
-    convert_xor,
-    implicit_multiplication_application,
-    parse_expr,
-    standard_transformations,
-)
+from latex2sympy2_extended import NormalizationConfig, latex2sympy
+from latex2sympy2_extended.latex2sympy2 import ConversionConfig
 
 from grpo_host.answers import balanced_group
 from grpo_reward_math.extract import is_prose_token
 
-MAX_CHARS = 2000  # a final answer or one side of a step is never longer than this
+# A final answer or one side of a step is never longer than this. latex2sympy's ANTLR parser
+# costs up to ~2 ms a character on a busy core (bench/math_parse.py), so 600 keeps the worst
+# answer near a second, well inside math-equiv's 5 s budget.
+MAX_CHARS = 600
 MAX_DEPTH = 40  # bracket nesting
 MAX_NODES = 2000  # sympy tree size
 MAX_DIGITS = 10_000  # refuse numbers with more decimal digits than this
 MAX_SYMBOLIC_POWER = 1000  # (x+1)^n with larger n is refused
 MAX_ELEMENTS = 64  # members of a set, list or tuple
 
-_TRANSFORMS = standard_transformations + (convert_xor, implicit_multiplication_application)
 _LOG10_2 = math.log10(2)
 
 
@@ -388,210 +385,144 @@ def _inequality(s: str, text: str) -> MathObj | None:
 
 
 # -- one expression ---------------------------------------------------------------------------
-_GREEK = (
-    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi "
-    "rho sigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega"
-).split()
-_SIMPLE = {
-    "cdot": "*", "times": "*", "ast": "*", "div": "/", "pi": " pi ", "infty": " oo ", "infinity": " oo ",
-    "ln": " log ", "log": " log ", "lg": " log10 ", "exp": " exp ", "sin": " sin ", "cos": " cos ",
-    "tan": " tan ", "cot": " cot ", "sec": " sec ", "csc": " csc ", "arcsin": " asin ",
-    "arccos": " acos ", "arctan": " atan ", "sinh": " sinh ", "cosh": " cosh ", "tanh": " tanh ",
-    "lvert": "|", "rvert": "|", "vert": "|", "mid": "|", "lfloor": " floor(", "rfloor": ")",
-    "lceil": " ceiling(", "rceil": ")", "neg": "-", "circ": "",
-    **{g: f" {g} " for g in _GREEK},
-}
-_SIMPLE["lambda"] = " lamda "  # `lambda` is a Python keyword; sympy spells the letter this way
-_SIMPLE["Lambda"] = " Lamda "
-_MIXED_NUMBER = re.compile(r"(-?)\s*(\d+)\s*\\frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ALLOWED = re.compile(r"^[A-Za-z0-9_+\-*/^().,!\s]*$")
+# latex2sympy2_extended (the parser math-verify ships) reads the LaTeX; these few rewrites keep
+# what math-equiv has always read the same way: plain-text habits (``2**3``, ``1e5``,
+# ``sqrt(2)``, ``sin x``), and ``\\log`` as the natural log (latex2sympy reads base 10).
+_NORMALIZE = NormalizationConfig(
+    basic_latex=True, units=False, malformed_operators=True, nits=False, boxed="none", equations=False
+)
+# Symbols keep their case (``X`` is not ``x``); ``4\\frac{2}{3}`` is four and two thirds.
+_CONVERT = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=False)
+_PLAIN_FUNCTIONS = re.compile(
+    r"(?<![\\A-Za-z])(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|cot|sec|csc|log|ln|exp|sqrt|pi)"
+    r"(?![A-Za-z])"
+)
+_SCIENTIFIC = re.compile(r"(?<![A-Za-z_.\d])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d+)(?![\d.])")
+_COMMAND_SWAPS = [
+    (re.compile(r"\\log(?![A-Za-z])(?!\s*_)"), r"\\ln"),
+    (re.compile(r"\\lg(?![A-Za-z])"), r"\\log_{10}"),
+    (re.compile(r"\\neg(?![A-Za-z])"), "-"),
+    (re.compile(r"\\(?:mid|vert)(?![A-Za-z])"), "|"),
+]
+# What an answer may be made of; the rest (integrals, sums, limits, matrices, ...) is refused
+# before anything is evaluated, as the hand-written parser before this one refused them.
+_FUNCTIONS = (
+    sympy.exp, sympy.log, sympy.Abs, sympy.floor, sympy.ceiling, sympy.factorial, sympy.binomial,
+    sympy.sin, sympy.cos, sympy.tan, sympy.cot, sympy.sec, sympy.csc, sympy.asin, sympy.acos,
+    sympy.atan, sympy.sinh, sympy.cosh, sympy.tanh,
+)
+_NODES = (sympy.Add, sympy.Mul, sympy.Pow, *_FUNCTIONS)
+_ATOMS = (sympy.Number, sympy.Symbol, sympy.NumberSymbol, sympy.core.numbers.Infinity,
+          sympy.core.numbers.NegativeInfinity)
+_NEGATIVE_EXPONENT = re.compile(r"\^\s*-\s*(\d+(?:\.\d+)?|[A-Za-z])")  # x^-1: LaTeX wants x^{-1}
+_POWER_ATOM = r"(?:\d+(?:\.\d+)?|[A-Za-z]|\{[^{}]*\}|\([^()]*\))"
+_POWER_CHAIN = re.compile(rf"{_POWER_ATOM}(?:\s*\^\s*{_POWER_ATOM}){{2,}}")
+_BINOM = re.compile(r"\\[dt]?binom|\\choose")
+_LONG_INTEGER = re.compile(r"\d{5}")
 
 
-def to_plain(s: str) -> str | None:
-    """LaTeX-ish -> plain sympy syntax, or ``None`` when a command is not understood."""
-    out: list[str] = []
-    i = 0
-    n = len(s)
-    while i < n:
-        ch = s[i]
-        if ch != "\\":
-            out.append({"{": "(", "}": ")", "[": "(", "]": ")"}.get(ch, ch))
-            i += 1
+def to_latex(s: str) -> str | None:
+    """Plain-text habits as the LaTeX latex2sympy reads, or ``None`` when that cannot be done."""
+    s = _NEGATIVE_EXPONENT.sub(r"^{-\1}", s.replace("**", "^"))
+    s = _POWER_CHAIN.sub(_right_associative, s)
+    s = _SCIENTIFIC.sub(_scientific, s)
+    s = _PLAIN_FUNCTIONS.sub(r"\\\1", s)
+    for pattern, replacement in _COMMAND_SWAPS:
+        s = pattern.sub(replacement, s)
+    return _sqrt_parentheses(s)
+
+
+def _right_associative(match: re.Match) -> str:
+    """``2^3^2`` (or ``2**3**2``) is ``2^{3^{2}}`` = 512, as Python and plain text read it;
+    LaTeX has no such chain (latex2sympy would read ``(2^3)^2``)."""
+    base, *exponents = re.findall(_POWER_ATOM, match.group(0))
+    nested = exponents[-1]
+    for exponent in reversed(exponents[:-1]):
+        nested = f"{exponent}^{{{nested}}}"
+    return f"{base}^{{{nested}}}"
+
+
+def _scientific(match: re.Match) -> str:
+    """``1e5`` -> ``(1.0 \\times 10^{5})``: a float, as Python reads it."""
+    mantissa = match.group(1) if "." in match.group(1) else match.group(1) + ".0"
+    return f"({mantissa} \\times 10^{{{match.group(2)}}})"
+
+
+def _sqrt_parentheses(s: str) -> str | None:
+    """``\\sqrt(x+1)`` -> ``\\sqrt{x+1}`` (latex2sympy takes only a brace group)."""
+    out, pos = [], 0
+    for match in re.finditer(r"\\sqrt\s*\(", s):
+        if match.start() < pos:
             continue
-        match = re.match(r"\\([A-Za-z]+)\s*", s[i:])
-        if not match:
-            if s[i + 1 : i + 2] in ("{", "}"):  # stray set braces inside an expression
-                return None
-            return None
-        name, i = match.group(1), i + match.end()
-        if name == "frac" or name == "binom":
-            first, i = _argument(s, i)
-            second, i = _argument(s, i)
-            if first is None or second is None:
-                return None
-            a, b = to_plain(first), to_plain(second)
-            if a is None or b is None:
-                return None
-            out.append(f"(({a})/({b}))" if name == "frac" else f" binomial(({a}),({b}))")
-        elif name == "sqrt":
-            index = None
-            if s[i : i + 1] == "[":
-                close = s.find("]", i)
-                if close < 0:
-                    return None
-                index, i = s[i + 1 : close], close + 1
-            body, i = _argument(s, i)
-            if body is None:
-                return None
-            plain_body = to_plain(body)
-            if plain_body is None:
-                return None
-            if index is None:
-                out.append(f" sqrt({plain_body})")
-            else:
-                plain_index = to_plain(index)
-                if plain_index is None:
-                    return None
-                out.append(f"(({plain_body})**(1/({plain_index})))")
-        elif name == "log" and s[i : i + 1] == "_":
-            base, i = _argument(s, i + 1)
-            arg, i = _log_argument(s, i)
-            if base is None or arg is None:
-                return None
-            pb, pa = to_plain(base), to_plain(arg)
-            if pb is None or pa is None:
-                return None
-            out.append(f" log(({pa}),({pb}))")
-        elif name in _SIMPLE:
-            out.append(_SIMPLE[name])
-        else:
-            return None
-    plain = "".join(out)
-    plain = re.sub(r"_\(\s*([A-Za-z0-9]+)\s*\)", r"_\1", plain)  # x_{10} -> x_10
-    plain = _abs_bars(plain)
-    return plain
-
-
-def _argument(s: str, i: int) -> tuple[str | None, int]:
-    """A command's argument: a ``{group}``, or the next single character or command."""
-    while i < len(s) and s[i] == " ":
-        i += 1
-    if i >= len(s):
-        return None, i
-    if s[i] == "{":
-        group = balanced_group(s, i)
-        return (None, i) if group is None else group
-    if s[i] == "\\":
-        match = re.match(r"\\[A-Za-z]+", s[i:])
-        return (match.group(0), i + match.end()) if match else (None, i)
-    return s[i], i + 1
-
-
-def _log_argument(s: str, i: int) -> tuple[str | None, int]:
-    while i < len(s) and s[i] == " ":
-        i += 1
-    if s[i : i + 1] == "(":
-        depth = 0
-        for j in range(i, len(s)):
+        depth, end = 0, None
+        for j in range(match.end() - 1, len(s)):
             depth += {"(": 1, ")": -1}.get(s[j], 0)
             if depth == 0:
-                return s[i + 1 : j], j + 1
-        return None, i
-    if s[i : i + 1] == "{":
-        return _argument(s, i)
-    match = re.match(r"[A-Za-z0-9.]+", s[i:])
-    return (match.group(0), i + match.end()) if match else (None, i)
-
-
-def _abs_bars(s: str) -> str | None:
-    if "|" not in s:
-        return s
-    parts = s.split("|")
-    if len(parts) % 2 == 0:
-        return None
-    out = [parts[0]]
-    for k in range(1, len(parts), 2):
-        out.append(f" Abs({parts[k]})" + parts[k + 1])
+                end = j
+                break
+        if end is None:
+            return None
+        out.append(s[pos : match.start()] + "\\sqrt{" + s[match.end() : end] + "}")
+        pos = end + 1
+    out.append(s[pos:])
     return "".join(out)
 
 
-def _symbol(name: str, **assumptions: Any) -> Any:
-    """Every symbol the parser makes; ``e`` is Euler's number (as ``e^x`` means), so that the
-    size guard sees ``e^{e^{100}}`` for the number it is."""
-    return sympy.E if name == "e" else sympy.Symbol(name, **assumptions)
-
-
-def _namespace(evaluate: bool) -> dict[str, Any]:
-    """The only names a parsed expression can reach: sympy's math, no builtins.
-
-    Unevaluated, every function builds its node without computing it (``factorial(10**9)``
-    stays a node for the size guard to refuse); ``parse_expr`` passes ``evaluate=False`` to
-    some calls itself, so the wrappers accept and ignore it.
-    """
-    names = {
-        "sqrt": sympy.sqrt, "factorial": sympy.factorial, "binomial": sympy.binomial, "exp": sympy.exp,
-        "log": sympy.log, "Abs": sympy.Abs, "floor": sympy.floor, "ceiling": sympy.ceiling,
-        **{n: getattr(sympy, n) for n in ("sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan",
-                                          "sinh", "cosh", "tanh")},
-    }
-    if not evaluate:
-        def unevaluated(cls: Any) -> Any:
-            return lambda *args, **_: cls(*args, evaluate=False)
-
-        names = {name: unevaluated(fn) for name, fn in names.items()}
-        names["sqrt"] = lambda a, **_: sympy.Pow(a, sympy.S.Half, evaluate=False)
-        names["log"] = lambda a, b=None, **_: sympy.log(a, evaluate=False) if b is None else sympy.Mul(
-            sympy.log(a, evaluate=False), sympy.Pow(sympy.log(b, evaluate=False), -1, evaluate=False),
-            evaluate=False,
-        )
-    names["log10"] = lambda a, **_: names["log"](a, 10)
-    return {
-        "Symbol": _symbol, "Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational,
-        "Function": sympy.Function, "Mul": sympy.Mul, "Add": sympy.Add, "Pow": sympy.Pow,
-        "pi": sympy.pi, "oo": sympy.oo, "__builtins__": {}, **names,
-    }
-
-
-def _safe_plain(plain: str) -> bool:
-    """The text ``parse_expr`` may see: math characters, no dunder, no attribute, no keyword."""
-    if not _ALLOWED.match(plain) or "__" in plain:
-        return False
-    if re.search(r"(?<=[A-Za-z_)])\.|\.(?=[A-Za-z_(])", plain):  # attribute access
-        return False
-    if re.search(r"\d\.?[eE][+-]?\d{4,}", plain):  # 1e999999999: sympy would build that Rational
-        return False
-    return not any(keyword.iskeyword(name) for name in _NAME.findall(plain))
-
-
+@functools.lru_cache(maxsize=4096)  # a GRPO group repeats answers; sympy trees are immutable
 def parse_expression(text: str) -> Any:
-    """One expression (no ``=``, no top-level comma) as an evaluated sympy ``Expr``, or ``None``."""
+    """One expression (no ``=``, no top-level comma) as an evaluated sympy ``Expr``, or ``None``.
+
+    latex2sympy builds the tree unevaluated; it is checked (only math nodes, size guard) before
+    sympy evaluates it, so ``9^{9^{9^9}}`` is refused, never computed.
+    """
     if text is None or len(text) > MAX_CHARS:
         return None
     s = clean(text) if ("$" in text or "\\" in text) else text.strip()
     if not s or not _depth_ok(s) or _EQ.search(s) or _REL.search(s):
         return None
-    mixed = _MIXED_NUMBER.fullmatch(s)
-    if mixed:  # 4\frac{2}{3} is four and two thirds, not 8/3
-        sign, whole, num, den = mixed.groups()
-        s = f"{sign}({whole} + {num}/{den})"
-    plain = to_plain(s)
-    if plain is None or not plain.strip() or not _safe_plain(plain):
+    if _BINOM.search(s) and _LONG_INTEGER.search(s):
+        return None  # latex2sympy computes a binomial of two integers at once: \binom{10^5}{..} is refused below
+    latex = to_latex(s)
+    if latex is None or not latex.strip():
         return None
     try:
-        raw = parse_expr(plain, local_dict={}, global_dict=_namespace(False), transformations=_TRANSFORMS, evaluate=False)
-        if not isinstance(raw, sympy.Expr) or not _small_enough(raw):
+        raw = latex2sympy(latex, normalization_config=_NORMALIZE, conversion_config=_CONVERT)
+        if not isinstance(raw, sympy.Expr) or not _only_math(raw) or not _small_enough(raw):
             return None
-        expr = parse_expr(plain, local_dict={}, global_dict=_namespace(True), transformations=_TRANSFORMS)
-    except Exception:  # noqa: BLE001 - syntax errors, sympy refusals: not parsable
+        expr = _evaluate(raw)
+    except Exception:  # noqa: BLE001 - syntax errors, sympy refusals, recursion: not parsable
         return None
-    except RecursionError:
-        return None
-    if not isinstance(expr, sympy.Expr) or expr.atoms(sympy.core.function.AppliedUndef):
-        return None
-    if expr.has(sympy.zoo, sympy.nan):
+    if not isinstance(expr, sympy.Expr) or expr.has(sympy.zoo, sympy.nan):
         return None
     return expr
+
+
+def _only_math(expr: Any) -> bool:
+    """Every node is arithmetic, a whitelisted function, a number or a symbol (at most MAX_NODES)."""
+    for count, node in enumerate(sympy.preorder_traversal(expr)):
+        if count > MAX_NODES:
+            return False
+        if isinstance(node, _NODES) or isinstance(node, _ATOMS):
+            continue
+        if isinstance(node, sympy.core.function.AppliedUndef) and len(node.args) == 1:
+            continue  # ``f(x)`` reads as the product ``f*x``, as it always has here
+        return False
+    return True
+
+
+def _evaluate(expr: Any) -> Any:
+    """The unevaluated tree rebuilt bottom-up with evaluation (``doit`` would also run integrals)."""
+    if expr.is_Atom:
+        return _symbol(expr.name) if isinstance(expr, sympy.Symbol) else expr
+    args = [_evaluate(a) for a in expr.args]
+    if isinstance(expr, sympy.core.function.AppliedUndef):
+        return sympy.Mul(_symbol(expr.func.__name__), *args)
+    return expr.func(*args)
+
+
+def _symbol(name: str) -> Any:
+    """``e`` is Euler's number (as ``e^x`` means); every other name is a plain symbol."""
+    return sympy.E if name == "e" else sympy.Symbol(name)
 
 
 # -- size guard -------------------------------------------------------------------------------

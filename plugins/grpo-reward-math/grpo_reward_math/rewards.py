@@ -18,6 +18,12 @@ from grpo_reward_math.extract import final_answer, reference_text
 _SHOWN = 200  # characters of an extracted answer kept in the details
 
 
+def warm_up_parser(parse: Any) -> None:
+    """The first parse in a process builds the LaTeX parser's tables (~0.3 s): pay it while the
+    reward is built, under the build budget, not in the first sample's time budget."""
+    parse.parse_expression("\\frac{x^{2}+1}{2}")
+
+
 @grpo_host.reference_cache
 def parsed_reference(reference: str) -> Any:
     """The reference column parsed once per group (GRPO scores a group against one reference)."""
@@ -50,8 +56,9 @@ class MathEquiv:
     ):
         if not tolerance >= 0:
             raise ValueError(f"math-equiv: tolerance must be >= 0, not {tolerance}")
-        from grpo_reward_math import compare
+        from grpo_reward_math import compare, parse
 
+        warm_up_parser(parse)
         self.answer_field, self.tolerance, self.answer_tag = answer_field, float(tolerance), answer_tag
         self.reject_prompt_copy = reject_prompt_copy
         self._equivalent = compare.equivalent
@@ -134,8 +141,9 @@ class MathSteps:
             raise ValueError(f"math-steps: tolerance must be >= 0, not {tolerance}")
         if max_steps < 1:
             raise ValueError(f"math-steps: max_steps must be at least 1, not {max_steps}")
-        from grpo_reward_math import steps
+        from grpo_reward_math import parse, steps
 
+        warm_up_parser(parse)
         self.reasoning_tag, self.tolerance, self.max_steps = reasoning_tag, float(tolerance), int(max_steps)
         self._steps = steps
 

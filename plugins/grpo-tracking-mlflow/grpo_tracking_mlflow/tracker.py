@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from grpo_host.errors import GrpoHostError
+from grpo_host import GrpoHostError
 
 log = logging.getLogger(__name__)
 
