@@ -53,28 +53,7 @@ def cache_root() -> Path:
     return Path(base) / "grpo-host"
 
 
-<<<<<<< HEAD
-# -- data ----------------------------------------------------------------------------------------
-def arithmetic_rows(
-    n: int = 2000, seed: int = 0, max_operand: int = 20, operations: str = "+-"
-) -> list[dict[str, str]]:
-    """``n`` questions like "What is 12 + 7?" with their answers and the worked step, reproducible from ``seed``."""
-    unknown = [op for op in operations if op not in OPERATIONS]
-    if unknown or not operations:
-        raise ValueError(f"data.builtin.operations: {operations!r}; use a string of {''.join(OPERATIONS)}")
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(int(n)):
-        a, b, op = rng.randint(0, max_operand), rng.randint(0, max_operand), rng.choice(operations)
-        answer = str(OPERATIONS[op](a, b))
-        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": answer, "expression": f"{a} {op} {b}",
-                     "working": f"{a} {op} {b} = {answer}", "near_miss": str(int(answer) + 1)})
-    return rows
-
-
-=======
 # -- data (the rows are made in grpo_host.datasets, the built-in data source's home) ------------
->>>>>>> main
 def _corpus(max_operand: int = 20) -> list[str]:
     rows = arithmetic_rows(3000, seed=1234, max_operand=max_operand, operations="+-*")
     lines = []
