@@ -65,7 +65,7 @@ def test_default_learns(tmp_path, cache_env):
         return sum(r[key] for r in part) / len(part)
 
     first_acc, last_acc = mean("rewards/accuracy/mean", rows[:fifth]), mean("rewards/accuracy/mean", rows[-fifth:])
-    assert last_acc >= first_acc + 0.15, (first_acc, last_acc)  # measured: MEASURED_ACC
+    assert last_acc >= first_acc + 0.15, (first_acc, last_acc)  # measured: 0.481 -> 0.682
     assert rows[0]["rewards/accuracy/mean"] < 0.4  # the warm-up left most sums wrong: GRPO had work to do
     assert mean("rewards/format/mean", rows[-fifth:]) >= 0.5
     summary = json.loads((out / "run.json").read_text())
