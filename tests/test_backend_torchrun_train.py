@@ -22,6 +22,7 @@ SETS = [
     "grpo.per_device_train_batch_size=8",
     "grpo.num_generations=4",
     "grpo.max_completion_length=16",
+    "grpo.num_iterations=1",  # the default's two steps per generation round would log every other step
     "checkpointing.steps=100",
     "output.report=false",
     "reward_workers=0",
