@@ -172,13 +172,14 @@ def test_a_megabyte_of_hostile_text_stays_linear(name):
         "dollars": "$" * MEGABYTE,
         "phrases": "answer is " * (MEGABYTE // 10),
     }[name]
-    start = time.perf_counter()
+    # CPU time, not wall time: a loaded CI box stretches the wall clock, not the work done.
+    start = time.process_time()
     find_answer(hostile, prompt="x" * 100)
     tag_content(hostile, "answer", ignore_case=True)
     tag_contents(hostile, "answer")
     strip_reasoning(hostile)
     balanced_group(hostile, hostile.find("{")) if "{" in hostile else None
-    assert time.perf_counter() - start < 1.0, f"{name}: {time.perf_counter() - start:.2f} s"
+    assert time.process_time() - start < 1.0, f"{name}: {time.process_time() - start:.2f} s CPU"
 
 
 # -- the module ------------------------------------------------------------------------------
