@@ -220,6 +220,26 @@ class GenerationSection(_Section):
         return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
+class WarmupSection(_Section):
+    """Supervised steps before GRPO that teach the model the completion's shape (grpo_host/training/warmup.py)."""
+
+    steps: int = Field(0, ge=0, description="Supervised steps on the training prompts before GRPO; 0: none. "
+                       "The embedded default uses them: a random tiny model would write random bytes.")
+    template: str = Field("<think>{working}</think> <answer>{answer}</answer>", description="The target "
+                          "completion: a format string over the row's columns (builtin:arithmetic has "
+                          "working and answer).")
+    learning_rate: float = Field(3e-3, gt=0)
+    batch_size: int = Field(32, ge=1)
+    wrong_answers: float = Field(0.0, ge=0, le=1, description="Share of the warm-up's targets whose "
+                                 "answer_column is replaced by a wrong answer: the warm-up then teaches the "
+                                 "format but leaves the answers partly wrong, and GRPO's accuracy reward has "
+                                 "work to do.")
+    answer_column: str = Field("answer", description="The column wrong_answers replaces.")
+    wrong_column: str | None = Field(None, description="The column that holds a row's wrong answer "
+                                     "(builtin:arithmetic: near_miss, the answer plus one); unset: another "
+                                     "row's answer.")
+
+
 class BackendSection(_Section):
     name: str = "accelerate"
     params: dict[str, Any] = Field(default_factory=dict)
@@ -274,6 +294,7 @@ class RunConfig(_Section):
         "auto", description="Mixed precision: auto = bf16 on a GPU that supports it, else no.")
     gradient_checkpointing: bool = False
     generation: GenerationSection = Field(default_factory=GenerationSection)
+    warmup: WarmupSection = Field(default_factory=WarmupSection)
     checkpointing: CheckpointingSection = Field(default_factory=CheckpointingSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     output: OutputSection = Field(default_factory=OutputSection)

@@ -106,7 +106,9 @@ OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b
 def arithmetic_rows(
     n: int = 2000, seed: int = 0, max_operand: int = 20, operations: str = "+-"
 ) -> list[dict[str, str]]:
-    """``n`` questions like "What is 12 + 7?" with their answers, reproducible from ``seed``."""
+    """``n`` questions like "What is 12 + 7?" with their answers, reproducible from ``seed``; also the
+    ``expression`` ("12 + 7"), the worked step ``working`` ("12 + 7 = 19") and ``near_miss`` (the
+    answer plus one, "20"), from which the default run's warm-up builds its targets."""
     unknown = [op for op in operations if op not in OPERATIONS]
     if unknown or not operations:
         raise ValueError(f"data.builtin.operations: {operations!r}; use a string of {''.join(OPERATIONS)}")
@@ -114,7 +116,9 @@ def arithmetic_rows(
     rows = []
     for _ in range(int(n)):
         a, b, op = rng.randint(0, max_operand), rng.randint(0, max_operand), rng.choice(operations)
-        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": str(OPERATIONS[op](a, b))})
+        answer = OPERATIONS[op](a, b)
+        rows.append({"prompt": f"What is {a} {op} {b}?", "answer": str(answer), "expression": f"{a} {op} {b}",
+                     "working": f"{a} {op} {b} = {answer}", "near_miss": str(answer + 1)})
     return rows
 
 
@@ -132,7 +136,7 @@ ARITHMETIC = DatasetSpec(
         Param("max_operand", "int", 20, "The largest operand; larger is harder."),
         Param("operations", "str", "+-", "The operations to draw from: any of + - *."),
     ),
-    columns=("answer",),
+    columns=("answer", "expression", "working", "near_miss"),
     rewards=("accuracy", "format"),
     plugin="grpo-host",
 )

@@ -1,9 +1,12 @@
 """The run report: one offline HTML file and the reward curves as a PNG.
 
-``build_report(records, samples, provenance, summary)`` is a pure function over what a run
-wrote (``metrics.jsonl`` records, ``samples.jsonl`` rows, ``reward_provenance.json``,
-``run.json``) and returns the HTML; ``write_report(output_dir)`` reads those files and writes
-``report.html`` and ``reward_curves.png``. The page is a list of sections, each built by one
+``build_report(records, samples, provenance, summary, comparison=...)`` is a pure function over
+what a run wrote (``metrics.jsonl`` records, ``samples.jsonl`` rows, ``reward_provenance.json``,
+``run.json``, ``comparison.jsonl``: the same prompts before and after GRPO) and returns the
+HTML; ``write_report(output_dir)`` reads those files and writes ``report.html`` and
+``reward_curves.png``. The page leads with what the run changed: each reward's mean over the
+first and the last fifth of the steps, the per-reward curves, and the same prompts'
+completions side by side. The page is a list of sections, each built by one
 function of ``SECTION_BUILDERS`` that takes a ``ReportInput`` and returns HTML or None: add a
 builder (reward-health warnings, GPU charts) to extend the report. Charts are PNGs drawn with
 matplotlib and inlined as base64, so the file opens anywhere with no network.
@@ -33,6 +36,7 @@ class ReportInput:
     samples: list[dict[str, Any]] = field(default_factory=list)
     provenance: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    comparison: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def reward_names(self) -> list[str]:
@@ -84,6 +88,19 @@ def reward_rise(records: Sequence[Mapping[str, Any]], key: str = "reward") -> di
     fifth = max(1, len(values) // 5)
     first, last = statistics.fmean(values[:fifth]), statistics.fmean(values[-fifth:])
     return {"first_fifth": first, "last_fifth": last, "rise": last - first, "logged_steps": len(values)}
+
+
+def reward_rises(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``reward_rise`` of the total (key ``reward``) and of each reward's mean, where logged."""
+    keys = {"reward": "reward", **{name: f"rewards/{name}/mean" for name in names}}
+    return {label: rise for label, key in keys.items() if (rise := reward_rise(records, key)) is not None}
+
+
+def before_after(comparison: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """``(before, after)`` per probed prompt of ``comparison.jsonl``, in the probe's order."""
+    before = {r.get("index"): dict(r) for r in comparison if r.get("when") == "before"}
+    after = {r.get("index"): dict(r) for r in comparison if r.get("when") == "after"}
+    return [(before[i], after.get(i)) for i in sorted(before, key=lambda i: (i is None, i))]
 
 
 # -- charts --------------------------------------------------------------------------------------
@@ -187,6 +204,55 @@ def section_summary(data: ReportInput) -> str | None:
         rows.append(("median step time (s)", statistics.median(times)))
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in rows)
     return f"<h2>Summary</h2><table class='kv'>{body}</table>"
+
+
+def section_comparison(data: ReportInput) -> str | None:
+    """Each reward's mean over the first and the last fifth of the logged steps."""
+    rises = reward_rises(data.records, data.reward_names)
+    if not rises:
+        return None
+    fifth = next(iter(rises.values()))["logged_steps"] // 5
+    rows = "".join(
+        f"<tr><th>{html.escape('total (weighted)' if label == 'reward' else label)}</th>"
+        f"<td>{_fmt(r['first_fifth'])}</td><td>{_fmt(r['last_fifth'])}</td>"
+        f"<td class='{'up' if r['rise'] > 0.005 else 'down' if r['rise'] < -0.005 else ''}'>{r['rise']:+.3f}</td></tr>"
+        for label, r in rises.items()
+    )
+    warm = data.summary.get("warmup") or {}
+    note = (f"<p class='note'>GRPO started from a {warm['steps']}-step supervised warm-up "
+            f"({_fmt(warm.get('seconds'), 1)} s) that taught the format.</p>" if warm.get("steps") else "")
+    return (f"<h2>What GRPO changed</h2><p class='note'>Mean over the first {fifth} and the last {fifth} "
+            f"logged steps.</p>{note}<table><tr><th>reward</th><th>first fifth</th><th>last fifth</th>"
+            f"<th>change</th></tr>{rows}</table>")
+
+
+def section_probes(data: ReportInput) -> str | None:
+    """The same prompts, greedy, when GRPO started and when it ended (``comparison.jsonl``)."""
+    pairs = before_after(data.comparison)
+    if not pairs:
+        return None
+    names = data.reward_names
+
+    def cell(row: Mapping[str, Any] | None) -> str:
+        if row is None:
+            return "<td>-</td>"
+        scores = " ".join(
+            f"<span class='score {html.escape(str(r.get('outcome', '')))}'>{html.escape(n)} "
+            f"{_fmt(r['score']) if r.get('score') is not None else html.escape(str(r.get('outcome', '-')))}</span>"
+            for n in names if (r := (row.get("rewards") or {}).get(n)) is not None
+        )
+        return f"<td><pre>{html.escape(str(row.get('completion', ''))[:600])}</pre><div class='scores'>{scores}</div></td>"
+
+    first_step, last_step = pairs[0][0].get("step", 0), next((a.get("step") for _, a in pairs if a), None)
+    head = (f"<tr><th>prompt</th><th>before (step {first_step})</th>"
+            f"<th>after (step {last_step if last_step is not None else '-'})</th></tr>")
+    rows = []
+    for before, after in pairs:
+        gold = f"<div class='gold'>answer: {html.escape(str(before['answer']))}</div>" if "answer" in before else ""
+        prompt = html.escape(str(before.get("prompt", "")).splitlines()[-1] if before.get("prompt") else "")
+        rows.append(f"<tr><td><pre>{prompt}</pre>{gold}</td>{cell(before)}{cell(after)}</tr>")
+    return ("<h2>The same prompts, before and after</h2><p class='note'>Greedy completions of fixed prompts "
+            f"when GRPO started and when it ended.</p><table class='samples'>{head}{''.join(rows)}</table>")
 
 
 def section_curves(data: ReportInput) -> str | None:
@@ -309,7 +375,8 @@ def section_gpu(data: ReportInput) -> str | None:
 
 SectionBuilder = Callable[[ReportInput], "str | None"]
 SECTION_BUILDERS: list[SectionBuilder] = [
-    section_summary, section_health, section_curves, section_outcomes, section_samples, section_gpu, section_provenance,
+    section_comparison, section_curves, section_probes, section_summary, section_health, section_outcomes,
+    section_samples, section_gpu, section_provenance,
 ]
 
 _CSS = """
@@ -320,7 +387,8 @@ th{background:#f5f5f5;text-align:left}table.kv th{width:18em}
 pre{white-space:pre-wrap;margin:0;font-size:12px;max-width:520px}
 td.score{text-align:right;font-variant-numeric:tabular-nums}td.error,td.timeout{background:#fdecea}
 td.not_applicable{color:#888}td.warn{color:#b26a00;font-weight:600}.gold{color:#555;font-size:12px;margin-top:4px}.note{color:#666;font-size:13px}
-img{max-width:100%}
+img{max-width:100%}td.up{color:#2e7d32;font-weight:600}td.down{color:#c62828;font-weight:600}
+.scores{font-size:12px;color:#444;margin-top:4px}.scores span{margin-right:.8em}
 """
 
 
@@ -330,11 +398,12 @@ def build_report(
     provenance: Sequence[Mapping[str, Any]] = (),
     summary: Mapping[str, Any] | None = None,
     *,
+    comparison: Sequence[Mapping[str, Any]] = (),
     title: str | None = None,
     builders: Iterable[SectionBuilder] | None = None,
 ) -> str:
     data = ReportInput([dict(r) for r in records], [dict(s) for s in samples],
-                       [dict(p) for p in provenance], dict(summary or {}))
+                       [dict(p) for p in provenance], dict(summary or {}), [dict(c) for c in comparison])
     parts = []
     for builder in builders if builders is not None else SECTION_BUILDERS:
         try:
@@ -357,16 +426,23 @@ def write_report(output_dir: str | Path) -> dict[str, Path]:
     summary = _read_json(output_dir / "run.json", {})
     if not summary:
         summary = {"run_name": output_dir.name}
+    warmup = _read_json(output_dir / "warmup.json", None)
+    if isinstance(warmup, dict):
+        summary = {**summary, "warmup": warmup}
+    comparison = read_jsonl(output_dir / "comparison.jsonl")
     from grpo_host.redact import redact
 
     # Before the page escapes them: a report is shared, a secret in a reward's error is not.
-    records, samples, provenance, summary = redact((records, samples, provenance, summary))
-    data = ReportInput(records, samples, provenance, summary)
+    records, samples, provenance, summary, comparison = redact(
+        (records, samples, provenance, summary, comparison)
+    )
+    data = ReportInput(records, samples, provenance, summary, comparison)
     paths = {"html": output_dir / REPORT_FILE}
     if records:
         (output_dir / CURVES_FILE).write_bytes(figure_png(curves_figure(data)))
         paths["png"] = output_dir / CURVES_FILE
-    paths["html"].write_text(build_report(records, samples, provenance, summary), encoding="utf-8")
+    paths["html"].write_text(build_report(records, samples, provenance, summary, comparison=comparison),
+                             encoding="utf-8")
     return paths
 
 

@@ -142,7 +142,7 @@ def test_run_config_names_a_data_source(squares):
         data = _load(DataSection(source="squares", params={"size": 5, "seed": 1}), "train")
         assert data["prompt"][:2] == ["What is 1 squared?", "What is 2 squared?"] and data["answer"][4] == "25"
         builtin = _load(DataSection(source="arithmetic", params={"size": 3}), "train")
-        assert len(builtin) == 3 and set(builtin.column_names) == {"prompt", "answer"}
+        assert len(builtin) == 3 and set(builtin.column_names) == {"prompt", "answer", "expression", "working", "near_miss"}
         with pytest.raises(GrpoHostError, match="data.source 'squares'.*no param 'sise'"):
             _load(DataSection(source="squares", params={"sise": 5}), "train")
         with pytest.raises(GrpoHostError, match="data.params is for a data source"):

@@ -266,6 +266,7 @@ def test_grpo_host_train_logs_to_the_server(mlflow_server, tmp_path):
         "train", "--output-dir", str(out),
         "--set", "grpo.max_steps=3", "--set", "grpo.per_device_train_batch_size=8",
         "--set", "grpo.num_generations=4", "--set", "grpo.max_completion_length=16",
+        "--set", "grpo.num_iterations=1",  # a logged row per step (the default: one per two steps)
         "--set", "reward_workers=0", "--set", "checkpointing.steps=1000",
         "--set", "tracking=[mlflow]", "--set", "tracking_params.mlflow.experiment=e2e-train",
         env={"MLFLOW_TRACKING_URI": mlflow_server}, timeout=400,

@@ -82,7 +82,7 @@ def train_cmd(config: str | None, output_dir: str | None, backend: str | None, s
                   f"{run_config.output.dir}")
         raise SystemExit(code)
     for line in closing_message(Path(run_config.output.dir), view.end):
-        out.print(line, highlight=False)
+        out.print(line, highlight=False, markup=False)  # completions and prompts may hold [brackets]
     finish_job(run_config.output.dir)  # in a SageMaker job: the report into output.tar.gz too
 
 

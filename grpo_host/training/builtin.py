@@ -8,7 +8,9 @@ chat template and the reasoning/answer tags as single tokens. Both are built onc
 goes to a temporary folder that is renamed into place, so processes that race to build it
 never see half a model.
 
-``builtin:arithmetic`` generates ``{"prompt", "answer"}`` rows ("What is 12 + 7?", "19").
+``builtin:arithmetic`` generates ``{"prompt", "answer", "expression", "working", "near_miss"}``
+rows ("What is 12 + 7?", "19", "12 + 7", "12 + 7 = 19", "20"); the warm-up's target completion is
+built from them (``near_miss``, the answer plus one, is the wrong answer the default teaches it).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ completion lengths, ...) plus the reward runtime's outcome counts per reward
 log; ``rewards/score_seconds``: the wall time spent waiting on scoring, the slowest process's)
 and whatever the registered metric sources add (GPU metrics, reward-health flags). It keeps
 a few sample completions with their scores (``samples.jsonl``), reports progress to the host,
-and feeds the enabled trackers. Only the main process writes files or calls trackers;
+and feeds the enabled trackers. ``BeforeAfterProbe`` writes the same prompts' completions at
+the start and at the end of GRPO (``comparison.jsonl``). Only the main process writes files or calls trackers;
 the outcome counts are gathered from every process first, which is why ``on_log`` runs
 everywhere.
 
@@ -35,6 +36,7 @@ PROGRESS_PREFIX = "@grpo-host-progress "
 METRICS_FILE = "metrics.jsonl"
 EVAL_METRICS_FILE = "eval_metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
+COMPARISON_FILE = "comparison.jsonl"
 
 
 def emit_progress(event: str, **data: Any) -> None:
@@ -236,3 +238,90 @@ def _fmt(value: Any) -> str:
         return f"{float(value):.3f}"
     except (TypeError, ValueError):
         return str(value)
+
+
+class BeforeAfterProbe(TrainerCallback):
+    """Greedy completions of a few fixed prompts when GRPO starts and when it ends, scored by the
+    run's rewards (``comparison.jsonl``): the same prompts before and after, which the per-step
+    samples (different prompts every step, sampled) cannot show.
+
+    Runs on a single process only: with several, a sharded model would need every rank to join
+    each forward, and the per-step samples still cover the run.
+    """
+
+    def __init__(self, output_dir: str | Path, reward_set: Any, dataset: Any, tokenizer: Any, *,
+                 is_main: bool, world_size: int, max_new_tokens: int, prompts: int = 4):
+        self.output_dir = Path(output_dir)
+        self.reward_set = reward_set
+        self.tokenizer = tokenizer
+        self.max_new_tokens = int(max_new_tokens)
+        self.enabled = is_main and world_size == 1 and prompts > 0 and len(dataset) > 0
+        self.rows: list[dict[str, Any]] = []
+        if self.enabled:
+            count = min(prompts, len(dataset))
+            # Spread over the data set: not the first rows, which a file may sort by topic.
+            self.rows = [dict(dataset[i * len(dataset) // count]) for i in range(count)]
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not self.enabled or model is None:
+            return
+        path = self.output_dir / COMPARISON_FILE
+        if state.global_step > 0 and any(r.get("when") == "before" for r in _read_rows(path)):
+            return  # resumed: the first start's "before" stands
+        path.unlink(missing_ok=True)
+        self._probe(model, "before", state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.enabled and model is not None:
+            self._probe(model, "after", state.global_step)
+
+    def _probe(self, model: Any, when: str, step: int) -> None:
+        import torch
+
+        from grpo_host.rewards.runtime import prepare_samples
+
+        texts = [
+            self.tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+            if isinstance(r["prompt"], list) else str(r["prompt"])
+            for r in self.rows
+        ]
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # generation continues from the last token of each row
+        try:
+            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            self.tokenizer.padding_side = side
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model.generate(**encoded.to(device), do_sample=False, max_new_tokens=self.max_new_tokens,
+                                     pad_token_id=self.tokenizer.pad_token_id)
+        finally:
+            model.train(was_training)
+        completions = self.tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        columns = {k: [r.get(k) for r in self.rows] for k in self.rows[0] if k != "prompt"}
+        columns["prompt"] = [r["prompt"] for r in self.rows]
+        scored = self.reward_set.runtime.score(prepare_samples(completions, columns))
+        weights = {r.name: r.weight for r in self.reward_set.rewards}
+        with open(self.output_dir / COMPARISON_FILE, "a", encoding="utf-8") as handle:
+            for index, (row, completion) in enumerate(zip(self.rows, completions, strict=True)):
+                rewards = {name: {"score": results[index].score, "outcome": results[index].outcome}
+                           for name, results in scored.items()}
+                total = sum(weights.get(n, 1.0) * (r["score"] or 0.0) for n, r in rewards.items() if r["outcome"] == "ok")
+                record = {"when": when, "step": step, "index": index, "prompt": _prompt_text(row["prompt"]),
+                          "completion": completion, "reward": total, "rewards": rewards}
+                record.update({c: row[c] for c in ("answer", "solution", "target") if c in row})
+                handle.write(json.dumps(record, default=str) + "\n")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows

@@ -335,4 +335,28 @@ def closing_message(output_dir: Path, end: dict[str, Any] | None) -> list[str]:
             f"reward {sign} from {rise['first_fifth']:.3f} to {rise['last_fifth']:.3f} "
             f"({rise['rise']:+.3f}), mean of the first vs the last fifth of {rise['logged_steps']} logged steps"
         )
+    return lines + before_after_lines(output_dir, summary.get("rewards") or [])
+
+
+def before_after_lines(output_dir: Path, names: list[str]) -> list[str]:
+    """Each reward's first-fifth and last-fifth means, and one probed prompt before and after."""
+    from grpo_host.report import before_after, read_jsonl, reward_rises
+
+    lines = []
+    rises = reward_rises(read_jsonl(output_dir / "metrics.jsonl"), names)
+    if rises:
+        width = max(len(n) for n in rises)
+        lines.append(f"  {'':{width}}  first fifth -> last fifth")
+        lines += [f"  {name:{width}}  {r['first_fifth']:11.3f} -> {r['last_fifth']:.3f}  ({r['rise']:+.3f})"
+                  for name, r in rises.items() if name != "reward"]
+    pairs = [(b, a) for b, a in before_after(read_jsonl(output_dir / "comparison.jsonl")) if a is not None]
+    if pairs:
+        # The probe whose total reward rose most: the one that shows what GRPO taught.
+        before, after = max(pairs, key=lambda p: (p[1].get("reward") or 0) - (p[0].get("reward") or 0))
+        prompt = str(before.get("prompt", "")).splitlines()[-1] if before.get("prompt") else ""
+        gold = f" (answer {before['answer']})" if "answer" in before else ""
+        lines.append(f"one prompt, greedy, before and after GRPO: {prompt}{gold}")
+        for label, row in (("before", before), ("after", after)):
+            scores = ", ".join(f"{n} {_f((r or {}).get('score'), 2)}" for n, r in (row.get("rewards") or {}).items())
+            lines.append(f"  {label:6} step {row.get('step')}: {row.get('completion', '')!r}  [{scores}]")
     return lines

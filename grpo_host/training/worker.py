@@ -171,6 +171,7 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     from grpo_host.training.callbacks import (
         METRICS_FILE,
+        BeforeAfterProbe,
         NonFiniteGuard,
         RunRecorder,
         emit_progress,
@@ -216,6 +217,10 @@ def run(config: RunConfig) -> dict[str, Any]:
         if checkpoint is not None:
             log.info("resuming from %s", checkpoint)
     state.wait_for_everyone()
+    if checkpoint is None:  # a resumed run's weights come from its checkpoint
+        from grpo_host.training.warmup import warm_up
+
+        warm_up(config, built, train_ds, output_dir=output_dir if is_main else None)
 
     from transformers import PrinterCallback
     from trl import GRPOTrainer
@@ -234,7 +239,9 @@ def run(config: RunConfig) -> dict[str, Any]:
         processing_class=built.tokenizer,
         peft_config=built.peft_config,
         callbacks=[*backend.callbacks, recorder, *observability_callbacks(recorder, reward_set, is_main=is_main),
-                   NonFiniteGuard()],
+                   NonFiniteGuard(),
+                   BeforeAfterProbe(output_dir, reward_set, train_ds, built.tokenizer, is_main=is_main,
+                                    world_size=state.num_processes, max_new_tokens=args.max_completion_length)],
     )
     trainer.remove_callback(PrinterCallback)  # the recorder prints one readable line per step
     generation = apply_generation_speed(trainer, config, built)
