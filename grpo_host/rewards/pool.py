@@ -231,6 +231,9 @@ class Executor(Protocol):
     a Ray executor can plug in here): take chunks, give back one result per sample."""
 
     size: int
+    # Whether a batched reward's batch is cut into one part per worker: False on one machine
+    # (the reward batches for its own speed), True across machines (Ray).
+    spreads_batches: bool
 
     def submit(self, chunk: Chunk) -> None:
         """Queue a chunk; nothing runs until ``collect``."""
@@ -360,6 +363,8 @@ class ProcessPool:
     replies with that task id whose first row is the next one expected; anything else is
     dropped and counted in ``stale_replies``.
     """
+
+    spreads_batches = False  # a batched reward's batch stays whole, on one worker
 
     def __init__(self, size: int, memory_mb: int | None = None):
         self.size = size

@@ -158,6 +158,10 @@ class RayExecutor:
     pool's default for its node (half the node's memory shared by the actors that fit on it).
     """
 
+    # A batched reward's batch is cut into one part per actor: rewards run on Ray to use more
+    # machines than one, and one batch on one actor would not.
+    spreads_batches = True
+
     def __init__(
         self,
         workers: int | None = None,
@@ -174,9 +178,6 @@ class RayExecutor:
             )
         self.ray = connect(address)
         self.num_cpus_per_worker = num_cpus
-        # A batched reward's batch is cut into one part per actor (RewardRuntime reads this):
-        # rewards run on Ray to use more machines than one, so one batch on one actor would not.
-        self.spreads_batches = True
         self.size = int(workers) if workers is not None else cluster_workers(self.num_cpus_per_worker)
         self.memory_mb = memory_mb
         self._remote_class = self.ray.remote(RewardActor).options(

@@ -29,24 +29,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from grpo_host.errors import GrpoHostError
-from grpo_host.rewards.pool import (  # noqa: F401 - the runtime's names, as before the split
-    _IMMUTABLE,
-    ASYNC_SLACK_S,
+
+# What runtime.py uses, and the names callers import from here (bind_reward, prepare_samples,
+# BUILD_BUDGET_S: the runtime's API since before the pool moved to its own module).
+from grpo_host.rewards.pool import (  # noqa: F401
     BUILD_BUDGET_S,
-    DEADLINE_POLL_S,
-    DEFAULT_MEMORY_MB_RANGE,
     EXECUTORS,
-    MAX_BLAMELESS_RERUNS,
     BoundReward,
     Chunk,
     Executor,
     ProcessPool,
     SampleResult,
     _available_cores,
-    _concurrency,
-    _death_text,
-    _descendants,
-    _kill_tree,
     _private_copy,
     _wire,
     _Worker,
@@ -266,9 +260,8 @@ class RewardRuntime:
                 continue
             step = per_chunk
             if bound.spec.batched:
-                # One batch, one worker, on this machine (the reward batches for its own speed);
-                # an executor across machines spreads it: one contiguous part per worker.
-                step = -(-n // self.size) if getattr(self.pool, "spreads_batches", False) and self.size > 1 else n
+                # One batch, one worker, unless the executor spreads batches (see Executor).
+                step = -(-n // self.size) if self.pool.spreads_batches and self.size > 1 else n
             for start in range(0, n, max(1, step)):
                 stop = min(n, start + step)
                 self.pool.submit(Chunk(reward_index, bound, list(range(start, stop)), wire[start:stop]))
