@@ -61,6 +61,11 @@ def start_server(reward: str, workers: int | None) -> tuple[subprocess.Popen, st
     argv = [sys.executable, "-m", "grpo_host", "serve-rewards", reward, "--port", "0"]
     if workers:
         argv += ["--workers", str(workers)]
+    return launch(argv)
+
+
+def launch(argv: list[str]) -> tuple[subprocess.Popen, str]:
+    """Start a server process; return it with the address from its first line."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     if "serving rewards" not in line:

@@ -36,12 +36,7 @@ def start(reward: str, base_src: str | None) -> tuple[subprocess.Popen, str]:
             "runpy.run_module('grpo_host', run_name='__main__', alter_sys=True)"
         )
         argv = [sys.executable, "-c", boot, *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline()
-    if "serving rewards" not in line:
-        proc.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    return proc, line.split()[-1]
+    return sr.launch(argv)
 
 
 def main() -> None:
