@@ -27,6 +27,27 @@ def _config(**sets):
     return load_config(None, parse_sets([f"{k}={v}" for k, v in sets.items()]) if sets else None)
 
 
+def length_reward(completions, **kwargs):
+    return [-abs(len(c[-1]["content"] if isinstance(c, list) else c) - 20) / 20 for c in completions]
+
+
+def _grpo_trainer(tmp_path_factory, folder, model, built, train_ds, *, beta):
+    """A TRL GRPOTrainer on the built model's tokenizer (and LoRA config, when it has one)."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp(folder)), per_device_train_batch_size=8,
+                      num_generations=4, max_completion_length=24, beta=beta, use_cpu=True,
+                      report_to="none", disable_tqdm=True, save_strategy="no", logging_steps=1, seed=0)
+    return GRPOTrainer(model=model, reward_funcs=[length_reward], args=args, train_dataset=train_ds,
+                       processing_class=built.tokenizer, peft_config=built.peft_config)
+
+
+def _prompt_ids(tok, rows):
+    """The token ids of one prompt per group (rows come in groups of 4), as TRL tokenizes them."""
+    return [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+            if isinstance(r["prompt"], list) else tok(r["prompt"])["input_ids"] for r in rows[::4]]
+
+
 # -- the choice ----------------------------------------------------------------------------------
 def test_auto_is_static_compile_on_a_gpu_and_trl_default_on_cpu():
     config = _config()
@@ -79,7 +100,6 @@ def trainers(tmp_path_factory):
     """Two GRPO trainers on the tiny built-in model with the same weights: TRL's default
     generation, and generation.speed=static."""
     import torch
-    from trl import GRPOConfig, GRPOTrainer
 
     from grpo_host.training.data import load_datasets
     from grpo_host.training.model import build_model
@@ -88,19 +108,8 @@ def trainers(tmp_path_factory):
     config = _config(**{"generation.speed": "static"})
     built = build_model(config)
     train_ds, _ = load_datasets(config.data, built.tokenizer)
-
-    def length_reward(completions, **kwargs):
-        return [-abs(len(c[-1]["content"] if isinstance(c, list) else c) - 20) / 20 for c in completions]
-
-    def make(model, folder):
-        args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp(folder)), per_device_train_batch_size=8,
-                          num_generations=4, max_completion_length=24, beta=0.04, use_cpu=True,
-                          report_to="none", disable_tqdm=True, save_strategy="no", logging_steps=1, seed=0)
-        return GRPOTrainer(model=model, reward_funcs=[length_reward], args=args, train_dataset=train_ds,
-                           processing_class=built.tokenizer)
-
-    default = make(built.model, "default")
-    fast = make(copy.deepcopy(built.model), "fast")
+    default = _grpo_trainer(tmp_path_factory, "default", built.model, built, train_ds, beta=0.04)
+    fast = _grpo_trainer(tmp_path_factory, "fast", copy.deepcopy(built.model), built, train_ds, beta=0.04)
     fast_off = copy.deepcopy(config)
     fast_off.generation.speed = "off"
     assert apply_generation_speed(default, fast_off, built)["path"] == "off"
@@ -131,9 +140,7 @@ def test_greedy_completions_are_the_same_tokens_with_and_without_the_static_cach
     import torch
 
     default, fast, rows = trainers
-    tok = default.processing_class
-    prompt_ids = [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
-                  if isinstance(r["prompt"], list) else tok(r["prompt"])["input_ids"] for r in rows[::4]]
+    prompt_ids = _prompt_ids(default.processing_class, rows)
     outs = []
     for trainer in (default, fast):
         saved = trainer.generation_config.do_sample
@@ -183,7 +190,6 @@ def _lora_trainers(tmp_path_factory, sampling: str | None, **peft_sets):
     import os
 
     import torch
-    from trl import GRPOConfig, GRPOTrainer
 
     from grpo_host.training.data import load_datasets
     from grpo_host.training.model import build_model
@@ -193,20 +199,9 @@ def _lora_trainers(tmp_path_factory, sampling: str | None, **peft_sets):
                         **peft_sets})
     built = build_model(config)
     train_ds, _ = load_datasets(config.data, built.tokenizer)
-
-    def length_reward(completions, **kwargs):
-        return [-abs(len(c[-1]["content"] if isinstance(c, list) else c) - 20) / 20 for c in completions]
-
-    def make(model, folder):
-        args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp(folder)), per_device_train_batch_size=8,
-                          num_generations=4, max_completion_length=24, beta=0.0, use_cpu=True,
-                          report_to="none", disable_tqdm=True, save_strategy="no", logging_steps=1, seed=0)
-        return GRPOTrainer(model=model, reward_funcs=[length_reward], args=args, train_dataset=train_ds,
-                           processing_class=built.tokenizer, peft_config=built.peft_config)
-
     base = copy.deepcopy(built.model)
-    default = make(built.model, "lora-default")
-    fast = make(base, "lora-fast")
+    default = _grpo_trainer(tmp_path_factory, "lora-default", built.model, built, train_ds, beta=0.0)
+    fast = _grpo_trainer(tmp_path_factory, "lora-fast", base, built, train_ds, beta=0.0)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # as after some training: zero B would make every adapter a no-op
         for name, p in default.model.named_parameters():
@@ -242,9 +237,7 @@ def lora_adapters(tmp_path_factory):
 def _greedy(trainer, rows):
     import torch
 
-    tok = trainer.processing_class
-    prompt_ids = [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
-                  if isinstance(r["prompt"], list) else tok(r["prompt"])["input_ids"] for r in rows[::4]]
+    prompt_ids = _prompt_ids(trainer.processing_class, rows)
     saved = trainer.generation_config.do_sample
     trainer.generation_config.do_sample = False
     trainer.model.eval()  # no LoRA dropout: greedy tokens are then a function of the weights alone
