@@ -35,7 +35,7 @@ import accuracy_vs_trl  # noqa: E402
 import bench_rewards  # noqa: E402
 import code_sandbox  # noqa: E402
 
-from grpo_host.manager import get_plugin_manager  # noqa: E402
+from grpo_host.plugins.manager import get_plugin_manager  # noqa: E402
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples  # noqa: E402
 from grpo_host.rewards.spec import spec_of  # noqa: E402
 

@@ -34,7 +34,7 @@ def plain_rewards(config):
     """The run's rewards as plain TRL reward functions: the plugins' code, called in a loop in
     the trainer's process (a function reward called per completion; a class reward built once
     with its params, then its ``score`` called per completion)."""
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     manager = get_plugin_manager()
     funcs = []

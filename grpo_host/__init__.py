@@ -26,7 +26,7 @@ _LAZY = {
     "load_reward": "grpo_host.rewards.trl_adapter",
     "load_rewards": "grpo_host.rewards.trl_adapter",
     "RewardRuntime": "grpo_host.rewards.runtime",
-    "get_plugin_manager": "grpo_host.manager",
+    "get_plugin_manager": "grpo_host.plugins.manager",
 }
 
 __all__ = [  # noqa: F822 - the lazy names resolve through __getattr__
@@ -42,7 +42,7 @@ __getattr__ = lazy_getattr('grpo_host', _LAZY, globals())
 if TYPE_CHECKING:  # pragma: no cover
     from grpo_host.backends import BackendSpec, Param
     from grpo_host.datasets import DatasetSpec
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
     from grpo_host.rewards.runtime import RewardRuntime
     from grpo_host.rewards.spec import RewardSpec, Score, completion_text, reference_cache, reward
     from grpo_host.rewards.trl_adapter import load_reward, load_rewards

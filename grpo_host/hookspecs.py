@@ -2,7 +2,7 @@
 
 A plugin is a module (or object) named by an entry point in the ``grpo_host`` group. It
 implements any of the hooks below, marked with ``@grpo_host.hookimpl``. Every hook is called
-once per plugin by the host's :class:`~grpo_host.manager.PluginManager`, which isolates
+once per plugin by the host's :class:`~grpo_host.plugins.manager.PluginManager`, which isolates
 failures: a hook that raises, or returns something of the wrong shape, marks its plugin as
 broken instead of taking the tool down.
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.manager import PluginManager
+    from grpo_host.plugins.manager import PluginManager
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class TrackerSet:
     def from_names(cls, names: Iterable[str], manager: PluginManager | None = None) -> TrackerSet:
         """Trackers by name; an unknown name is an error listing the installed ones."""
         if manager is None:
-            from grpo_host.manager import get_plugin_manager
+            from grpo_host.plugins.manager import get_plugin_manager
 
             manager = get_plugin_manager()
         return cls(manager.get_tracker(name) for name in names)
@@ -42,7 +42,7 @@ class TrackerSet:
         return [_name(t) for t in self.trackers]
 
     def start(self, run_info: Mapping[str, Any]) -> None:
-        from grpo_host.redact import redact_settings
+        from grpo_host.observability.redact import redact_settings
 
         run_info = redact_settings(run_info)  # params and tags leave the run: no secrets in them
         for tracker in self.trackers:
@@ -50,7 +50,7 @@ class TrackerSet:
             self._started.append(tracker)
 
     def log_metrics(self, step: int, metrics: Mapping[str, Any]) -> None:
-        from grpo_host.redact import redact
+        from grpo_host.observability.redact import redact
 
         metrics = redact(metrics)
         for tracker in list(self._started):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def pytest_report_header(config):
-    from grpo_host.manager import PluginManager
+    from grpo_host.plugins.manager import PluginManager
 
     manager = PluginManager()
     lines = []

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from grpo_host.backends import BackendSpec, LaunchContext
-from grpo_host.cluster import scheduler_cluster
+from grpo_host.training.cluster import scheduler_cluster
 
 
 def spec(build) -> BackendSpec:

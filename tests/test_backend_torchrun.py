@@ -31,14 +31,14 @@ def params(**over):
 
 def scheduler(env):
     """The cluster as the host hands it to the backend (LaunchContext.cluster and its source)."""
-    from grpo_host.cluster import scheduler_cluster
+    from grpo_host.training.cluster import scheduler_cluster
 
     cluster, source = scheduler_cluster(env)
     return {"cluster": cluster, "cluster_source": source}
 
 
 def test_registered_under_its_contract_name():
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     spec = get_plugin_manager().get_backend("torchrun-fsdp")
     assert spec.plugin == "grpo-backend-torchrun"

@@ -16,7 +16,7 @@ import pytest
 import grpo_host.golden.conformance
 import grpo_host.golden.probes
 import grpo_host.golden.update
-import grpo_host.manager  # noqa: F401
+import grpo_host.plugins.manager  # noqa: F401
 
 from .conftest import write_distribution
 

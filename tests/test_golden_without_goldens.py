@@ -10,7 +10,7 @@ import json
 import pytest
 
 from grpo_host.golden.harness import RewardHarness
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 
 from .conftest import run_cli, write_distribution
 

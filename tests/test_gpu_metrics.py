@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from grpo_host.gpu_metrics import GIB, GpuSampler
+from grpo_host.observability.gpu import GIB, GpuSampler
 
 
 class NVMLError(Exception):
@@ -120,7 +120,7 @@ def test_unsupported_reading_is_dropped_for_that_device_only():
 
 def test_no_driver_logs_one_line_and_does_nothing(caplog):
     nvml = FakeNVML(init_error=NVMLError("Driver Not Loaded"))
-    with caplog.at_level(logging.INFO, logger="grpo_host.gpu_metrics"):
+    with caplog.at_level(logging.INFO, logger="grpo_host.observability.gpu"):
         sampler = GpuSampler(0.01, nvml=nvml).start()
         sampler.sample()
         assert sampler.summary() == {}
@@ -141,7 +141,7 @@ def test_missing_library_says_what_to_install(monkeypatch, caplog):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_pynvml)
-    with caplog.at_level(logging.INFO, logger="grpo_host.gpu_metrics"):
+    with caplog.at_level(logging.INFO, logger="grpo_host.observability.gpu"):
         sampler = GpuSampler().start()
     assert not sampler.active
     assert len(caplog.records) == 1 and "grpo-host[gpu]" in caplog.records[0].getMessage()
@@ -160,7 +160,7 @@ def test_cuda_visible_devices_picks_the_devices(monkeypatch):
 
 def test_report_draws_gpu_charts_only_when_the_run_had_gpus():
     pytest.importorskip("matplotlib")
-    from grpo_host.report import ReportInput, section_gpu
+    from grpo_host.observability.report import ReportInput, section_gpu
 
     nvml = FakeNVML(devices=2)
     records = []

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from grpo_host.health import HealthThresholds, RewardHealth, analyse, group_metrics
+from grpo_host.observability.health import HealthThresholds, RewardHealth, analyse, group_metrics
 from grpo_host.rewards.runtime import SampleResult
 from grpo_host.rewards.trl_adapter import batch_metrics
 
@@ -191,7 +191,7 @@ def test_no_verdict_before_min_steps_and_warning_logged_once(caplog):
     def batch(step):
         return {"x": [0.0] * (G * PROMPTS)}
 
-    with caplog.at_level(logging.INFO, logger="grpo_host.health"):
+    with caplog.at_level(logging.INFO, logger="grpo_host.observability.health"):
         monitor = RewardHealth(score_ranges={"x": (0, 1)})
         fired_at = []
         for step in range(1, 16):
@@ -229,7 +229,7 @@ def test_group_metrics_reads_groups_in_order_and_skips_non_ok():
 
 def test_report_lists_the_warnings_and_says_so_when_there_are_none():
     pytest.importorskip("matplotlib")
-    from grpo_host.report import ReportInput, build_report, section_health
+    from grpo_host.observability.report import ReportInput, build_report, section_health
 
     ranges = {"accuracy": (0.0, 1.0), "length": (0.0, 1.0)}
     _, rows = run(opposed_batch, steps=30, ranges=ranges)

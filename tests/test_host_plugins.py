@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from grpo_host.errors import BrokenPluginError, NameConflictError, UnknownNameError
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 
 from .conftest import REPO, run_cli, write_distribution
 
@@ -127,7 +127,7 @@ def test_block_and_allow_lists(plugin_dir):
     assert statuses({"GRPO_HOST_LOAD_PLUGINS": ""}) == {"grpo-reward-shout": "blocked", "grpo-reward-other": "blocked"}
     # A blocked plugin's module is never imported (checked in a fresh interpreter).
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; from grpo_host.manager import PluginManager; PluginManager(); "
+        [sys.executable, "-c", "import sys; from grpo_host.plugins.manager import PluginManager; PluginManager(); "
          "print('shout_plugin' in sys.modules, 'other_plugin' in sys.modules)"],
         capture_output=True, text=True, env={**os.environ, "GRPO_HOST_DISABLE_PLUGINS": "grpo-reward-shout"},
     )

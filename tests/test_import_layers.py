@@ -227,14 +227,14 @@ def test_public_api_check_catches_what_a_third_party_author_might_reach_for(tmp_
         "@grpo_host.reward(name='mine')\n"
         "def mine(completion, **_):\n"
         "    from grpo_host.rewards.spec import completion_text\n"
-        "    return grpo_host.manager.get_plugin_manager()\n"
+        "    return grpo_host.plugins.manager.get_plugin_manager()\n"
     )
     assert private_uses(plugin, public_names()) == [
         "2: grpo_host._LAZY",
         "4: grpo_host.sagemaker.job_env",
         "5: grpo_host.config",
         "9: grpo_host.rewards.spec",
-        "10: grpo_host.manager",
+        "10: grpo_host.plugins",
     ]
 
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from grpo_host.interop.scoring import ScoringPool
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.runtime import bind_reward, prepare_samples
 
 from .conftest import write_distribution

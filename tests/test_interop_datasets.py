@@ -11,7 +11,7 @@ import pytest
 from grpo_host.config import DataSection
 from grpo_host.datasets import DatasetSpec
 from grpo_host.errors import GrpoHostError, NameConflictError, RewardParamError, UnknownNameError
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 
 from .conftest import run_cli, write_distribution
 
@@ -134,7 +134,7 @@ def test_try_reward_on_the_builtin_arithmetic(squares):
 
 
 def test_run_config_names_a_data_source(squares):
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
     from grpo_host.training.data import _load
 
     get_plugin_manager(refresh=True)

@@ -39,7 +39,7 @@ PLUGIN = """
 
 @pytest.fixture
 def plugin(plugin_dir):
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     write_distribution(plugin_dir, "grpo-reward-export-probe", {"export_probe": PLUGIN}, {"probe": "export_probe"})
     get_plugin_manager(refresh=True)  # the exported file, loaded in this process, looks rewards up there

@@ -16,7 +16,7 @@ tasks = pytest.importorskip("grpo_reasoning_gym.tasks", reason="grpo-reasoning-g
 from grpo_reasoning_gym.catalog import build_catalog, load_catalog  # noqa: E402
 
 from grpo_host.golden.harness import RewardHarness  # noqa: E402
-from grpo_host.manager import get_plugin_manager  # noqa: E402
+from grpo_host.plugins.manager import get_plugin_manager  # noqa: E402
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

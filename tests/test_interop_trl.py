@@ -14,7 +14,7 @@ rewards_module = pytest.importorskip("grpo_reward_trl.rewards", reason="grpo-rew
 
 from grpo_host.golden.harness import RewardHarness  # noqa: E402
 from grpo_host.golden.loader import find_golden_file, load_golden_file  # noqa: E402
-from grpo_host.manager import get_plugin_manager  # noqa: E402
+from grpo_host.plugins.manager import get_plugin_manager  # noqa: E402
 
 NAMES = sorted(rewards_module.TRL_REWARDS.values())
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import grpo_host
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 
 
 @grpo_host.reward(name="fine-one")

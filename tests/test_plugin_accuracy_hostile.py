@@ -13,7 +13,7 @@ import time
 import pytest
 
 import grpo_host
-from grpo_host.manager import get_plugin_manager
+from grpo_host.plugins.manager import get_plugin_manager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 
 pytest.importorskip("grpo_reward_accuracy", reason="install plugins/grpo-reward-accuracy (pip install -e)")

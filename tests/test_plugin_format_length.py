@@ -16,7 +16,7 @@ import pytest
 
 import grpo_host
 from grpo_host.errors import RewardParamError
-from grpo_host.manager import get_plugin_manager
+from grpo_host.plugins.manager import get_plugin_manager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 
 from .conftest import run_cli

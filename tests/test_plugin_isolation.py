@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from grpo_host.errors import BrokenPluginError, NameConflictError
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.spec import spec_of
 
 from .conftest import run_cli, write_distribution

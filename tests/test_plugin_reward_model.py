@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import grpo_host
-from grpo_host.manager import get_plugin_manager
+from grpo_host.plugins.manager import get_plugin_manager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 
 pytest.importorskip("grpo_reward_model", reason="install plugins/grpo-reward-model (pip install -e)")

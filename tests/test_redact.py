@@ -14,8 +14,15 @@ import sys
 
 import pytest
 
-from grpo_host import redact as redact_module
-from grpo_host.redact import MASK, Redactor, looks_secret, redact, redact_settings, secret_values
+from grpo_host.observability import redact as redact_module
+from grpo_host.observability.redact import (
+    MASK,
+    Redactor,
+    looks_secret,
+    redact,
+    redact_settings,
+    secret_values,
+)
 
 SECRET = "hf_FAKE_redact_unit_4d9e1b"  # not a real secret
 
@@ -106,7 +113,7 @@ def test_settings_whose_key_looks_secret_are_masked(secret_env):
 def test_worker_streams_redact_prints_logging_and_tracebacks(secret_env):
     code = (
         "import logging, os, sys\n"
-        "from grpo_host.redact import redact_std_streams\n"
+        "from grpo_host.observability.redact import redact_std_streams\n"
         "redact_std_streams()\n"
         "logging.basicConfig(force=True)\n"
         "t = os.environ['HF_TOKEN']\n"
@@ -186,7 +193,7 @@ def test_trackers_get_params_tags_and_metrics_redacted(secret_env):
 
 
 def test_report_is_redacted_before_it_escapes_html(tmp_path, monkeypatch):
-    from grpo_host.report import write_report
+    from grpo_host.observability.report import write_report
 
     tricky = "s3cr<t&v@lue!"
     monkeypatch.setenv("API_SECRET", tricky)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from grpo_host.errors import RewardHealthError, RewardParamError
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 from grpo_host.rewards.trl_adapter import load_rewards
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from grpo_host.errors import GrpoHostError
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 
 from .conftest import run_cli, write_distribution

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, default_memory_mb, prepare_samples
 from grpo_host.rewards.trl_adapter import load_rewards
 

@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 from grpo_host.errors import GrpoHostError
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 from grpo_host.rewards.trl_adapter import load_rewards
 

@@ -31,7 +31,7 @@ def test_load_rewards_drives_a_real_grpo_trainer(plugin_dir, tmp_path):
     from trl import GRPOConfig, GRPOTrainer
 
     import grpo_host
-    from grpo_host.manager import PluginManager
+    from grpo_host.plugins.manager import PluginManager
     from grpo_host.training.builtin import arithmetic_rows, ensure_tiny_qwen2
 
     write_distribution(plugin_dir, "grpo-reward-trltest", {"trltest_plugin": REWARDS}, {"t": "trltest_plugin"})

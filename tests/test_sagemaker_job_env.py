@@ -101,7 +101,7 @@ def test_overrides_load_into_the_run_config(tmp_path):
 
 
 def test_prepare_job_reads_the_backend_from_the_config(tmp_path):
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     if "accelerate" not in get_plugin_manager().backends:
         pytest.skip("the accelerate backend plugin is not installed (pip install -e plugins/grpo-backend-accelerate)")
@@ -184,7 +184,7 @@ def test_bad_options_name_the_option(section, message):
 
 # -- the torchrun entry ----------------------------------------------------------------------------
 def test_torchrun_entry_runs_the_worker_with_the_job_contract(tmp_path, monkeypatch):
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     if "accelerate" not in get_plugin_manager().backends:
         pytest.skip("the accelerate backend plugin is not installed (pip install -e plugins/grpo-backend-accelerate)")

@@ -143,7 +143,7 @@ def client(service: str, endpoint: str):
 
 
 def _require_accelerate():
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     if "accelerate" not in get_plugin_manager().backends:
         pytest.skip("the accelerate backend plugin is not installed (pip install -e plugins/grpo-backend-accelerate)")

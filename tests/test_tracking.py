@@ -8,7 +8,7 @@ import pytest
 
 import grpo_host
 from grpo_host.errors import GrpoHostError, UnknownNameError
-from grpo_host.manager import PluginManager
+from grpo_host.plugins.manager import PluginManager
 from grpo_host.tracking import TrackerSet, flatten
 
 

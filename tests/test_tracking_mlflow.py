@@ -20,7 +20,7 @@ pytest.importorskip("grpo_tracking_mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from grpo_host.errors import GrpoHostError  # noqa: E402
-from grpo_host.manager import PluginManager  # noqa: E402
+from grpo_host.plugins.manager import PluginManager  # noqa: E402
 from grpo_host.tracking import TrackerSet  # noqa: E402
 
 from .conftest import free_port, run_cli  # noqa: E402

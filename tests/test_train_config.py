@@ -193,7 +193,7 @@ def test_train_refuses_unknown_reward_and_backend_together(tmp_path):
 
 
 def test_metrics_contract_helpers():
-    from grpo_host.report import build_report, reward_names, reward_rise
+    from grpo_host.observability.report import build_report, reward_names, reward_rise
 
     records = [{"step": i + 1, "reward": i / 10, "rewards/length/mean": i / 10, "rewards/length/ok": 8,
                 "rewards/length/error": 0, "step_time": 0.2} for i in range(10)]

@@ -18,7 +18,7 @@ from grpo_host.cli.common import fail_cleanly
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     click.echo(f"grpo-host {__version__} (Python {sys.version.split()[0]})")
     for plugin in get_plugin_manager().plugins:
@@ -39,13 +39,13 @@ def _register_commands() -> None:
         datasets_cmd,
         interop_cmd,
         launch_cmd,
-        listing,
+        plugins_cmd,
         report_cmd,
         rewards_cmd,
         train_cmd,
     )
 
-    for module in (listing, datasets_cmd, rewards_cmd, train_cmd, report_cmd, launch_cmd, interop_cmd):
+    for module in (plugins_cmd, datasets_cmd, rewards_cmd, train_cmd, report_cmd, launch_cmd, interop_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

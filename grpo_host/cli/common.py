@@ -20,14 +20,14 @@ def fail_cleanly() -> Iterator[None]:
     try:
         yield
     except GrpoHostError as exc:
-        from grpo_host.redact import redact
+        from grpo_host.observability.redact import redact
 
         click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(2)
 
 
 def echo_json(data: Any) -> None:
-    from grpo_host.redact import redact
+    from grpo_host.observability.redact import redact
 
     click.echo(redact(json.dumps(data, indent=2, default=str)))
 

@@ -16,7 +16,7 @@ def datasets_cmd(patterns: tuple[str, ...], as_json: bool) -> None:
     A run trains on one with `data: {source: NAME, params: {...}}`; `grpo-host try-reward
     REWARD --dataset NAME` scores completions against its rows.
     """
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     specs = sorted(get_plugin_manager().datasets.values(), key=lambda s: s.name)
     if patterns:
@@ -45,7 +45,7 @@ def dataset_rows(name: str, n: int, sets: tuple[str, ...], completion: str | Non
     (``{column}`` filled from the row) to score, and the ``--set`` items left for the rewards."""
     from grpo_host.cli.common import parse_sets
     from grpo_host.errors import GrpoHostError
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     if input_path is not None or columns or prompt is not None:
         raise GrpoHostError("--dataset gives the prompts and columns: leave out --input, --prompt and --column")

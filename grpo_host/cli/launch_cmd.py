@@ -133,7 +133,7 @@ def sagemaker_logs_cmd(job_name: str, region: str | None, poll: float, as_json: 
 
 
 def _follow(job_name: str, region: str, as_json: bool, poll: float = 15.0) -> None:
-    from grpo_host.redact import redact
+    from grpo_host.observability.redact import redact
     from grpo_host.sagemaker import launcher
 
     desc = launcher.stream_job(job_name, region, echo=lambda line: click.echo(redact(line), err=as_json), poll=poll)

@@ -24,8 +24,8 @@ def report_cmd(output_dir: Path, as_json: bool) -> None:
             f"{output_dir} has no metrics.jsonl; give the output dir of a training run "
             "(where `grpo-host train` wrote its model and metrics)"
         )
-    from grpo_host.health import analyse
-    from grpo_host.report import read_jsonl, write_report
+    from grpo_host.observability.health import analyse
+    from grpo_host.observability.report import read_jsonl, write_report
 
     paths = write_report(output_dir)
     records = read_jsonl(output_dir / "metrics.jsonl")

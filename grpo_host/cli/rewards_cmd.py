@@ -1,4 +1,4 @@
-"""`grpo-host try-reward`, `test-rewards` and `new-reward`: the reward author's commands."""
+"""`grpo-host rewards`, `try-reward`, `test-rewards` and `new-reward`: the reward author's commands."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from grpo_host.cli.common import console, parse_sets, parse_value
+from grpo_host.cli.common import console, echo_json, parse_sets, parse_value
 from grpo_host.errors import GrpoHostError
 
 
@@ -39,6 +39,31 @@ def _reward_params(names: list[str], sets: tuple[str, ...]) -> dict[str, dict[st
         else:
             raise GrpoHostError(f"--set {key}=...: say which reward, as REWARD.param=value (rewards: {', '.join(names)})")
     return params
+
+
+@click.command("rewards")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_rewards_cmd(as_json: bool) -> None:
+    """List installed rewards with their params, types and defaults."""
+    from grpo_host.plugins.manager import get_plugin_manager
+
+    rewards = sorted(get_plugin_manager().rewards.values(), key=lambda s: s.name)
+    if as_json:
+        echo_json({"rewards": [s.to_json() for s in rewards]})
+        return
+    from rich.table import Table
+
+    table = Table(title="grpo-host rewards")
+    for column in ("reward", "plugin", "version", "description", "params (type = default)"):
+        table.add_column(column, overflow="fold")
+    for s in rewards:
+        params = [f"{p.name}: {p.annotation} = {p.default!r}" for p in s.params.values()]
+        host = s.host_param_defaults()
+        params.append(", ".join(
+            f"{k} = {v:g}" if k == "timeout" else f"{k} = runtime cap" if v is None else f"{k} = {v}"
+            for k, v in host.items()))
+        table.add_row(s.name, s.plugin, s.plugin_version, s.description, "\n".join(params))
+    console().print(table)
 
 
 @click.command("try-reward")
@@ -195,7 +220,7 @@ def test_rewards_cmd(names: tuple[str, ...], as_json: bool, kinds: tuple[str, ..
     `pytest reward_tests` runs the same checks as test items.
     """
     from grpo_host.golden.harness import CHECK_KINDS, RewardHarness, select_rewards
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     # Every plugin is tried in a child first: the suite must report a plugin that kills its
     # process, not die with it.
@@ -209,7 +234,6 @@ def test_rewards_cmd(names: tuple[str, ...], as_json: bool, kinds: tuple[str, ..
             reports.append((spec, harness.run_checks(kinds or CHECK_KINDS)))
     failed = any(c.failed for c in problems) or any(c.failed for _, checks in reports for c in checks)
     if as_json:
-        from grpo_host.cli.common import echo_json
 
         echo_json({
             "ok": not failed,
@@ -319,4 +343,4 @@ def new_reward_cmd(name: str, directory: str) -> None:
     )
 
 
-COMMANDS = (try_reward_cmd, test_rewards_cmd, new_reward_cmd)
+COMMANDS = (list_rewards_cmd, try_reward_cmd, test_rewards_cmd, new_reward_cmd)

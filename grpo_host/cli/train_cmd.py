@@ -44,7 +44,7 @@ def train_cmd(config: str | None, output_dir: str | None, backend: str | None, s
     # Inside a SageMaker job ({} elsewhere): its model/output/channel paths and hyperparameters.
     overrides = apply_overrides(prepare_job(config, backend), parse_sets(sets))
     run_config = load_config(config, overrides, output_dir=output_dir, backend=backend)
-    from grpo_host import redact
+    from grpo_host.observability import redact
 
     redact.configure(run_config.redact_env)
     from grpo_host.training.launch import ProgressView, check_run, closing_message, prepare, run_prepared

@@ -235,7 +235,7 @@ _IMPORT_CACHE: dict[tuple[str, tuple[str, ...]], dict[str, Any] | str] = {}
 
 def entry_point_module(spec: Any) -> str:
     """The module the reward's plugin names in its entry point (the reward's own module else)."""
-    from grpo_host.manager import ENTRY_POINT_GROUP, normalize_dist
+    from grpo_host.plugins.manager import ENTRY_POINT_GROUP, normalize_dist
 
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)

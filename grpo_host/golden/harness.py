@@ -36,7 +36,7 @@ from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, 
 from grpo_host.rewards.spec import RewardSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.manager import PluginManager
+    from grpo_host.plugins.manager import PluginManager
 
 CHECK_KINDS = ("golden", "conformance", "probes")
 # One worker per reward: the checks are small, and the machine is shared with other work.

@@ -24,7 +24,7 @@ import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
     from grpo_host.golden.harness import CheckResult, RewardHarness
-    from grpo_host.manager import PluginManager
+    from grpo_host.plugins.manager import PluginManager
     from grpo_host.rewards.spec import RewardSpec
 
 MARKER = "grpo-golden.yaml"
@@ -47,7 +47,7 @@ class _State:
     @property
     def manager(self) -> Any:
         if self._manager is None:
-            from grpo_host.manager import PluginManager
+            from grpo_host.plugins.manager import PluginManager
 
             self._manager = PluginManager()
         return self._manager

@@ -31,7 +31,7 @@ from grpo_host.interop.trainer_side import strip_end_tokens
 from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, prepare_samples
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.manager import PluginManager
+    from grpo_host.plugins.manager import PluginManager
 
 
 def bind_rewards(items: Sequence[Any], manager: PluginManager | None = None) -> list[BoundReward]:

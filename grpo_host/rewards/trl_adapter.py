@@ -28,7 +28,7 @@ RewardItem = str | Mapping[str, Any] | tuple[str, Mapping[str, Any]]
 def resolve_reward_item(item: RewardItem, manager: Any = None) -> BoundReward:
     """``"accuracy"``, ``("accuracy", {...})`` or ``{"name": ..., "params": {...}, "timeout": ...,
     "weight": ..., "memory_mb": ..., "alias": ...}`` -> a bound reward."""
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     manager = manager or get_plugin_manager()
     if isinstance(item, str):

@@ -24,9 +24,9 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from grpo_host.cluster import PROCESSES_ENV, cluster_backend_params  # noqa: F401 - this module's API too
 from grpo_host.errors import GrpoHostError
 from grpo_host.overrides import parse_value, set_dotted
+from grpo_host.training.cluster import PROCESSES_ENV, cluster_backend_params  # noqa: F401 - this module's API too
 
 DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"  # the local path of SageMaker's checkpoint sync
 CHANNELS_ENV = "GRPO_HOST_CHANNELS"
@@ -252,7 +252,7 @@ def _backend_name(environ: Mapping[str, str], config_path: str | Path | None) ->
 
 
 def _backend_param_names(name: str) -> list[str]:
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     try:
         return [p.name for p in get_plugin_manager().get_backend(name).params]

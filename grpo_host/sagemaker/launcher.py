@@ -28,7 +28,7 @@ from typing import Any
 
 from grpo_host import __version__
 from grpo_host.errors import GrpoHostError
-from grpo_host.redact import SECRET_NAME, looks_secret, redact, secret_values
+from grpo_host.observability.redact import SECRET_NAME, looks_secret, redact, secret_values
 from grpo_host.sagemaker import job_env
 from grpo_host.sagemaker.options import SageMakerOptions, resolve_options
 from grpo_host.sagemaker.packaging import (

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from grpo_host.errors import GrpoHostError
-from grpo_host.manager import PluginManager, normalize_dist
+from grpo_host.plugins.manager import PluginManager, normalize_dist
 
 HOST_DIST = "grpo-host"
 SOURCE_TARBALL = "grpo-host-source.tar.gz"
@@ -93,7 +93,7 @@ class JobSource:
 def plugin_dists_for_run(rewards: Iterable[str], backend: str | None, trackers: Iterable[str] = (),
                          manager: PluginManager | None = None) -> list[str]:
     """The distributions that provide the run's rewards, backend and trackers."""
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     pm = manager or get_plugin_manager()
     dists: list[str] = []

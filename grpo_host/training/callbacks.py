@@ -29,7 +29,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from grpo_host.redact import redact
+from grpo_host.observability.redact import redact
 from grpo_host.rewards.spec import OUTCOMES
 
 PROGRESS_PREFIX = "@grpo-host-progress "

@@ -188,7 +188,7 @@ def _load(section: DataSection, split: str):
 
 def _data_source(name: str):
     """The data source a plugin registered under ``name`` (a conflict raises), or None."""
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     manager = get_plugin_manager()
     if name in manager.datasets or ("dataset", name) in manager.conflicts:

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_host.backends import LaunchContext
-from grpo_host.cluster import scheduler_cluster
 from grpo_host.config import RunConfig, check_grpo_fields
 from grpo_host.errors import BrokenPluginError, GrpoHostError
+from grpo_host.training.cluster import scheduler_cluster
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.manager import PluginManager
+    from grpo_host.plugins.manager import PluginManager
 
 RESOLVED_CONFIG = "run_config.yaml"
 
@@ -50,7 +50,7 @@ def check_run(config: RunConfig, manager: PluginManager | None = None) -> tuple[
 
     Returns the backend and its resolved params; raises one error listing every problem.
     """
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
     from grpo_host.rewards.trl_adapter import resolve_reward_item
 
     manager = manager or get_plugin_manager()
@@ -141,7 +141,7 @@ def prepare(config: RunConfig, manager: PluginManager | None = None, *, write: b
 def _write_resolved(config: RunConfig, path: Path) -> Path:
     """The run's copy of its config, redacted; when that hides a secret value the config holds
     (a token inside a tracking URI), the worker reads the real one from a private temp file."""
-    from grpo_host.redact import redact
+    from grpo_host.observability.redact import redact
 
     text = config.to_yaml()
     shown = redact(text)
@@ -177,7 +177,7 @@ def run_prepared(
     """Run the backend's command, hand progress events and other output lines to the
     callbacks, and return its exit code. Ctrl-C reaches the worker (same process group); a
     second one kills it."""
-    from grpo_host.redact import current
+    from grpo_host.observability.redact import current
     from grpo_host.training.callbacks import PROGRESS_PREFIX
 
     proc = subprocess.Popen(
@@ -340,7 +340,7 @@ def closing_message(output_dir: Path, end: dict[str, Any] | None) -> list[str]:
 
 def before_after_lines(output_dir: Path, names: list[str]) -> list[str]:
     """Each reward's first-fifth and last-fifth means, and one probed prompt before and after."""
-    from grpo_host.report import before_after, read_jsonl, reward_rises
+    from grpo_host.observability.report import before_after, read_jsonl, reward_rises
 
     lines = []
     rises = reward_rises(read_jsonl(output_dir / "metrics.jsonl"), names)

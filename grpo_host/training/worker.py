@@ -145,15 +145,15 @@ def run(config: RunConfig) -> dict[str, Any]:
     _quiet()
     output_dir = Path(config.output.dir)
     check_grpo_fields(config.grpo)  # fast, before anything heavy
-    from grpo_host.redact import configure as configure_redaction
-    from grpo_host.redact import redact
+    from grpo_host.observability.redact import configure as configure_redaction
+    from grpo_host.observability.redact import redact
 
     configure_redaction(config.redact_env)
     done = _finished(config, is_main)
     if done is not None:
         return done
 
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
     from grpo_host.rewards.trl_adapter import RewardSet, resolve_reward_item
 
     manager = get_plugin_manager()
@@ -169,6 +169,7 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     trackers = TrackerSet.from_names(config.tracking, manager) if is_main else TrackerSet()
 
+    from grpo_host.observability.callbacks import observability_callbacks
     from grpo_host.training.callbacks import (
         METRICS_FILE,
         BeforeAfterProbe,
@@ -179,7 +180,6 @@ def run(config: RunConfig) -> dict[str, Any]:
     )
     from grpo_host.training.data import load_raw_datasets, shape_datasets
     from grpo_host.training.model import build_model, resolve_precision
-    from grpo_host.training.observability import observability_callbacks
 
     threads = cpu_threads(config)
     if threads:
@@ -277,7 +277,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     _save(trainer, built, config, output_dir, is_main)
     summary: dict[str, Any] = {}
     if is_main:
-        from grpo_host.report import read_jsonl, reward_rise, write_report
+        from grpo_host.observability.report import read_jsonl, reward_rise, write_report
 
         records = read_jsonl(output_dir / METRICS_FILE)
         summary = {
@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         from grpo_host.training.launch import _die_with_parent
 
         _die_with_parent()  # a launcher or host killed hard takes this process with it
-    from grpo_host.redact import redact_std_streams
+    from grpo_host.observability.redact import redact_std_streams
 
     redact_std_streams()  # its prints, logging and tracebacks; the host redacts what it relays too
     try:

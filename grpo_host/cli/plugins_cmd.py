@@ -1,4 +1,7 @@
-"""`grpo-host plugins`, `rewards` and `backends`: what is installed, as tables or JSON."""
+"""`grpo-host plugins` and `backends`: the installed plugins and training backends, as tables or JSON.
+
+(`grpo-host rewards`, the installed rewards, is with the other reward commands in ``rewards_cmd``.)
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ def plugins_cmd(as_json: bool, recheck: bool) -> None:
     A plugin new or changed since the last start is tried in a child process before it is
     imported here, so a plugin that exits, crashes or hangs at import is listed as broken.
     """
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     manager = get_plugin_manager(recheck=recheck)
     conflicts = [
@@ -46,36 +49,11 @@ def plugins_cmd(as_json: bool, recheck: bool) -> None:
         out.print(c["message"], markup=False, highlight=False)
 
 
-@click.command("rewards")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def rewards_cmd(as_json: bool) -> None:
-    """List installed rewards with their params, types and defaults."""
-    from grpo_host.manager import get_plugin_manager
-
-    rewards = sorted(get_plugin_manager().rewards.values(), key=lambda s: s.name)
-    if as_json:
-        echo_json({"rewards": [s.to_json() for s in rewards]})
-        return
-    from rich.table import Table
-
-    table = Table(title="grpo-host rewards")
-    for column in ("reward", "plugin", "version", "description", "params (type = default)"):
-        table.add_column(column, overflow="fold")
-    for s in rewards:
-        params = [f"{p.name}: {p.annotation} = {p.default!r}" for p in s.params.values()]
-        host = s.host_param_defaults()
-        params.append(", ".join(
-            f"{k} = {v:g}" if k == "timeout" else f"{k} = runtime cap" if v is None else f"{k} = {v}"
-            for k, v in host.items()))
-        table.add_row(s.name, s.plugin, s.plugin_version, s.description, "\n".join(params))
-    console().print(table)
-
-
 @click.command("backends")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def backends_cmd(as_json: bool) -> None:
     """List installed training backends with their params."""
-    from grpo_host.manager import get_plugin_manager
+    from grpo_host.plugins.manager import get_plugin_manager
 
     backends = sorted(get_plugin_manager().backends.values(), key=lambda s: s.name)
     rows = [
@@ -99,4 +77,4 @@ def backends_cmd(as_json: bool) -> None:
     console().print(table)
 
 
-COMMANDS = (plugins_cmd, rewards_cmd, backends_cmd)
+COMMANDS = (plugins_cmd, backends_cmd)

@@ -5,7 +5,7 @@ time. A plugin that fails to import, fails pluggy's hook validation, or whose ho
 (``SystemExit`` and ``KeyboardInterrupt`` included) or returns nonsense is recorded as broken
 (distribution, version, error) and set aside, so one bad plugin never takes a command down. A
 plugin that kills its process (``os._exit``, a segfault, a hang) is caught by
-:mod:`grpo_host.plugin_guard`: new or changed plugins are tried in a child process first, and
+:mod:`grpo_host.plugins.guard`: new or changed plugins are tried in a child process first, and
 a start that died inside a plugin is traced to it. Each import is timed; one over a second is
 named in a warning. The registries (rewards, backends, data sources, trackers) refuse two
 plugins claiming one name, naming both, and an unknown name gets the installed names and a
@@ -33,7 +33,7 @@ from typing import Any
 
 import pluggy
 
-from grpo_host import hookspecs, plugin_guard
+from grpo_host import hookspecs
 from grpo_host._markers import PROJECT_NAME
 from grpo_host.backends import BackendSpec
 from grpo_host.datasets import DatasetSpec, builtin_datasets
@@ -44,6 +44,7 @@ from grpo_host.errors import (
     UnknownNameError,
     did_you_mean,
 )
+from grpo_host.plugins import guard as plugin_guard
 from grpo_host.rewards.spec import RewardSpec, spec_of
 
 ENTRY_POINT_GROUP = "grpo_host"

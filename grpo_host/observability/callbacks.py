@@ -3,9 +3,9 @@
 Both run on the main process only and feed :class:`~grpo_host.training.callbacks.RunRecorder`,
 so what they measure lands in ``metrics.jsonl``, the trackers and the report with the rest of
 the step: ``GpuMetricsCallback`` samples the GPUs in a background thread
-(:mod:`grpo_host.gpu_metrics`); ``RewardHealthCallback`` computes per-group figures of every
+(:mod:`grpo_host.observability.gpu`); ``RewardHealthCallback`` computes per-group figures of every
 batch the rewards scored (share of groups with all-equal scores, share at the maximum) and
-runs :class:`~grpo_host.health.RewardHealth` on each finished record. They live beside the
+runs :class:`~grpo_host.observability.health.RewardHealth` on each finished record. They live beside the
 recorder rather than in it so that each stays small; :func:`observability_callbacks` wires
 them in.
 
@@ -21,8 +21,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from grpo_host.gpu_metrics import GpuSampler
-from grpo_host.health import HealthThresholds, RewardHealth, group_metrics
+from grpo_host.observability.gpu import GpuSampler
+from grpo_host.observability.health import HealthThresholds, RewardHealth, group_metrics
 
 GPU_INTERVAL_ENV = "GRPO_HOST_GPU_SAMPLE_INTERVAL"  # seconds between GPU readings (default 1)
 

@@ -317,8 +317,8 @@ def section_provenance(data: ReportInput) -> str | None:
 
 
 def section_health(data: ReportInput) -> str | None:
-    """Reward-health warnings, replayed from the records (thresholds: grpo_host/health.py)."""
-    from grpo_host.health import analyse
+    """Reward-health warnings, replayed from the records (thresholds: grpo_host/observability/health.py)."""
+    from grpo_host.observability.health import analyse
 
     if not data.records:
         return None
@@ -430,7 +430,7 @@ def write_report(output_dir: str | Path) -> dict[str, Path]:
     if isinstance(warmup, dict):
         summary = {**summary, "warmup": warmup}
     comparison = read_jsonl(output_dir / "comparison.jsonl")
-    from grpo_host.redact import redact
+    from grpo_host.observability.redact import redact
 
     # Before the page escapes them: a report is shared, a secret in a reward's error is not.
     records, samples, provenance, summary, comparison = redact(

@@ -363,7 +363,7 @@ _CHILD = """
 import json, os, sys
 job = json.loads(sys.stdin.read())
 sys.path[:] = job["path"]
-from grpo_host.manager import child_main
+from grpo_host.plugins.manager import child_main
 child_main(job)
 """
 
