@@ -23,12 +23,21 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from grpo_host.errors import GrpoHostError, did_you_mean
+from grpo_host.rewards.item import HOST_PARAMS, RewardItem, host_param_fields
 
 DEFAULT_CONFIG = Path(__file__).parent / "training" / "default.yaml"
 BUILTIN_MODEL = "builtin:tiny-qwen2"
@@ -118,17 +127,10 @@ class DataSection(_Section):
         return value
 
 
-class RewardEntry(_Section):
+class _RewardEntry(_Section):
     """One reward of the run. A plain string in the list means ``{name: ...}``."""
 
     name: str
-    weight: float = Field(1.0, allow_inf_nan=False, description="A finite number; its scores are "
-                          "multiplied by it in the sum the policy learns from.")
-    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
-    memory_mb: int | None = Field(None, ge=0, description="Memory cap per reward worker in MB (0: none; "
-                                  "default: half the machine's memory shared by the workers, 1-4 GiB).")
-    concurrency: int | None = Field(None, ge=1, description="Async rewards only: samples awaited at once, "
-                                    "across the workers (default 32).")
     params: dict[str, Any] = Field(default_factory=dict)
     alias: str | None = Field(None, description="The name its metrics are logged under (to use a reward twice).")
 
@@ -136,18 +138,19 @@ class RewardEntry(_Section):
     def key(self) -> str:
         return self.alias or self.name
 
-    def to_item(self) -> dict[str, Any]:
-        """The form `grpo_host.rewards.trl_adapter.resolve_reward_item` reads."""
-        item: dict[str, Any] = {"name": self.name, "params": dict(self.params), "weight": self.weight}
-        if self.timeout is not None:
-            item["timeout"] = self.timeout
-        if self.memory_mb is not None:
-            item["memory_mb"] = self.memory_mb
-        if self.concurrency is not None:
-            item["concurrency"] = self.concurrency
-        if self.alias:
-            item["alias"] = self.alias
-        return item
+    def to_item(self) -> RewardItem:
+        """The typed reward item the runtime binds (grpo_host.rewards.binding.bind_reward)."""
+        host = {name: getattr(self, name) for name in HOST_PARAMS}
+        return RewardItem.from_params(self.name, self.params, self.alias or "", **host)
+
+
+# The host params (timeout, weight, memory_mb, concurrency) are RewardItem's fields, each with
+# its rule; the entry takes its fields, and their checks, from there.
+if TYPE_CHECKING:
+    RewardEntry = _RewardEntry
+else:
+    RewardEntry = create_model("RewardEntry", __base__=_RewardEntry, __module__=__name__,
+                               __doc__=_RewardEntry.__doc__, **host_param_fields())
 
 
 class PeftSection(_Section):

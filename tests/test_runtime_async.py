@@ -248,8 +248,8 @@ def test_run_config_takes_concurrency():
 
     from grpo_host.config import RewardEntry
 
-    assert RewardEntry(name="llm-judge", concurrency=8).to_item()["concurrency"] == 8
-    assert "concurrency" not in RewardEntry(name="llm-judge").to_item()
+    assert RewardEntry(name="llm-judge", concurrency=8).to_item().concurrency == 8
+    assert RewardEntry(name="llm-judge").to_item().concurrency is None  # the default: 32
     with pytest.raises(ValidationError):
         RewardEntry(name="llm-judge", concurrency=0)
 

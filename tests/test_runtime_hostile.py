@@ -413,7 +413,7 @@ def test_memory_mb_is_a_host_param_in_the_run_config_and_on_the_command_line(man
     from grpo_host.config import RewardEntry
 
     entry = RewardEntry(name="hog", memory_mb=700)
-    assert entry.to_item()["memory_mb"] == 700
+    assert entry.to_item().memory_mb == 700
     funcs = load_rewards([entry.to_item()], workers=1, manager=manager)
     try:
         assert funcs[0].reward_set.rewards[0].memory_mb == 700

@@ -28,26 +28,19 @@ from typing import TYPE_CHECKING, Any
 
 from grpo_host.errors import GrpoHostError
 from grpo_host.interop.trainer_side import strip_end_tokens
-from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, prepare_samples
+from grpo_host.rewards.binding import BoundReward, bind_reward
+from grpo_host.rewards.runtime import RewardRuntime, SampleResult, prepare_samples
 
 if TYPE_CHECKING:  # pragma: no cover
     from grpo_host.plugins.manager import PluginManager
 
 
 def bind_rewards(items: Sequence[Any], manager: PluginManager | None = None) -> list[BoundReward]:
-    """Reward items (names, ``(name, params)``, or dicts as in a run config) bound and checked."""
-    from grpo_host.rewards.trl_adapter import resolve_reward_item
-
-    bound = [resolve_reward_item(item if isinstance(item, str) else _as_item(item), manager) for item in items]
-    if not bound:
+    """Reward items (names, ``(name, params)``, or dicts as in a run config) bound and checked;
+    at least one."""
+    if not items:
         raise GrpoHostError("name at least one reward")
-    return bound
-
-
-def _as_item(item: Any) -> Any:
-    if isinstance(item, (list, tuple)) and len(item) == 2:  # JSON turns a tuple into a list
-        return (item[0], dict(item[1] or {}))
-    return item
+    return [bind_reward(item, manager=manager) for item in items]
 
 
 def total_score(rewards: Mapping[str, SampleResult], weights: Mapping[str, float]) -> float | None:

@@ -21,7 +21,6 @@ Environment controls:
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import sys
 import time
@@ -290,7 +289,7 @@ class PluginManager:
             self._mark_broken(record, exc, "failed while registering")
             return
         for spec in reward_specs:
-            spec = self._owned_spec(spec, record)
+            spec = _with_plugin(spec, record)
             if self._claim("reward", spec.name, record, self.rewards, spec):
                 record.rewards.append(spec.name)
         for kind, specs, registry, names in (("backend", backend_specs, self.backends, record.backends),
@@ -307,15 +306,6 @@ class PluginManager:
         """Whether a reward found in a plugin's module lives in another plugin's package."""
         top = getattr(spec.target, "__module__", "").split(".")[0]
         return top != record.module.split(".")[0] and top in self._foreign_tops
-
-    def _owned_spec(self, spec: RewardSpec, record: PluginRecord) -> RewardSpec:
-        """The spec stamped with its plugin. A plugin handing out another plugin's reward gets
-        a copy, so the other plugin's provenance on the decorated object is never overwritten."""
-        top = getattr(spec.target, "__module__", "").split(".")[0]
-        if top != record.module.split(".")[0] and (top in self._foreign_tops or spec.plugin not in ("", record.name)):
-            spec = copy.copy(spec)
-        spec.plugin, spec.plugin_version = record.name, record.version
-        return spec
 
     @staticmethod
     def _as_tracker(tracker: Any) -> tuple[str, Any]:
@@ -494,7 +484,9 @@ def reward_from_import_path(path: str) -> RewardSpec:
     if spec is None:
         raise GrpoHostError(f"{path!r} is not decorated with @grpo_host.reward")
     if not spec.plugin:
-        spec.plugin, spec.plugin_version = module_name.split(".")[0], "import-path"
+        from dataclasses import replace
+
+        spec = replace(spec, plugin=module_name.split(".")[0], plugin_version="import-path")
     return spec
 
 

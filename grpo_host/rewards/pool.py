@@ -1,5 +1,5 @@
 """The process pool: the executor that scores chunks of samples in worker processes, and what it
-needs (bound rewards, samples on the wire, chunks, results, deadlines, memory caps).
+needs (samples on the wire, chunks, results, deadlines, memory caps).
 
 Each worker runs one chunk at a time; the pool watches the worker's progress record, kills and
 replaces a worker whose sample runs past its budget (or that dies), and hands back one result
@@ -12,7 +12,6 @@ nothing of either, so both executors import it and nothing runs back up.
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import pickle
 import signal
@@ -26,13 +25,9 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
-from grpo_host.errors import GrpoHostError
-from grpo_host.rewards.spec import (
-    DEFAULT_CONCURRENCY,
-    HOST_PARAMS,
-    RewardSpec,
-    completion_text,
-)
+from grpo_host.rewards.binding import BoundReward
+from grpo_host.rewards.item import memory_error_text
+from grpo_host.rewards.spec import completion_text
 from grpo_host.rewards.worker import BUILDING, DONE, PROGRESS_SIZE, open_progress, read_progress
 
 # Importing a reward (math-verify, sympy) is not a sample's work; it gets its own budget.
@@ -51,88 +46,6 @@ DEFAULT_MEMORY_MB_RANGE = (1024, 4096)
 ASYNC_SLACK_S = 2.0
 # Where chunks run: this machine's process pool, or Ray actors across a cluster.
 EXECUTORS = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class BoundReward:
-    """A reward with its params resolved: what a run actually scores with."""
-
-    spec: RewardSpec
-    params: dict[str, Any]
-    timeout: float
-    weight: float = 1.0
-    alias: str = ""  # the name results are reported under (defaults to the spec's)
-    memory_mb: int | None = None  # None: the runtime's default cap; 0: no cap
-    concurrency: int = DEFAULT_CONCURRENCY  # async rewards: samples awaited at once, in all
-
-    @property
-    def name(self) -> str:
-        return self.alias or self.spec.name
-
-    @functools.cached_property
-    def key(self) -> str:
-        # Cached (in the instance's __dict__, past the frozen __setattr__): the pool sends it
-        # with every chunk, and hashing the params' JSON cost more than a small chunk's IPC.
-        return self.spec.provenance(self.params)["params_hash"]
-
-    def provenance(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {} if self.memory_mb is None else {"memory_mb": self.memory_mb}
-        if self.spec.is_async:
-            extra["concurrency"] = self.concurrency
-        return {**self.spec.provenance(self.params), "timeout": self.timeout, "weight": self.weight, **extra}
-
-
-def bind_reward(spec: RewardSpec, params: Mapping[str, Any] | None = None, alias: str = "") -> BoundReward:
-    """Split host params (timeout, weight, memory_mb, concurrency) from the reward's own and
-    validate both."""
-    params = dict(params or {})
-    host = {k: params.pop(k) for k in HOST_PARAMS if k in params}
-    try:
-        timeout = float(host.get("timeout", spec.default_timeout))
-        weight = float(host.get("weight", 1.0))
-    except (TypeError, ValueError) as exc:
-        raise GrpoHostError(f"reward {spec.name!r}: timeout and weight must be numbers ({exc})") from None
-    if not timeout > 0:
-        raise GrpoHostError(
-            f"reward {spec.name!r}: timeout must be a positive number of seconds, not {timeout}"
-        )
-    memory_mb = host.get("memory_mb")
-    if memory_mb is not None:
-        if isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, float, str)):
-            memory_mb = -1
-        try:
-            memory_mb = int(float(memory_mb))
-        except ValueError:
-            memory_mb = -1
-        if memory_mb < 0:
-            raise GrpoHostError(
-                f"reward {spec.name!r}: memory_mb must be a whole number of megabytes per worker "
-                f"(0 for no cap), not {host['memory_mb']!r}"
-            )
-    concurrency = _concurrency(spec, host.get("concurrency"))
-    return BoundReward(spec, spec.resolve_params(params), timeout, weight, alias, memory_mb, concurrency)
-
-
-def _concurrency(spec: RewardSpec, value: Any) -> int:
-    if value is None:
-        return DEFAULT_CONCURRENCY
-    if not spec.is_async:
-        raise GrpoHostError(
-            f"reward {spec.name!r} is not async: the host param concurrency applies only to rewards "
-            "declared `async def`; remove it"
-        )
-    number = None
-    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
-        try:
-            number = float(value)
-        except ValueError:
-            pass
-    if number is None or not number.is_integer() or number < 1:
-        raise GrpoHostError(
-            f"reward {spec.name!r}: concurrency must be a whole number of samples awaited at once "
-            f"(at least 1), not {value!r}"
-        )
-    return int(number)
 
 
 def default_memory_mb(workers: int) -> int:
@@ -663,8 +576,6 @@ def _death_text(code: int | None, memory_mb: int | None, reward: str) -> str:
         how = f"exit code {code}"
     text = f"reward worker died ({how}) on this sample"
     if memory_mb and code is not None and code < 0:
-        from grpo_host.rewards.worker import memory_error_text
-
         text += f"; if it ran out of memory, it {memory_error_text(memory_mb, reward)}"
     return text
 

@@ -30,12 +30,12 @@ from typing import Any
 
 from grpo_host.errors import GrpoHostError
 
-# What runtime.py uses, and the names callers import from here (bind_reward, prepare_samples,
-# BUILD_BUDGET_S: the runtime's API since before the pool moved to its own module).
-from grpo_host.rewards.pool import (  # noqa: F401
+# The names callers import from here (bind_reward, BoundReward, prepare_samples,
+# BUILD_BUDGET_S: the runtime's API since before binding and the pool moved to their modules).
+from grpo_host.rewards.binding import BoundReward, bind_reward
+from grpo_host.rewards.pool import (
     BUILD_BUDGET_S,
     EXECUTORS,
-    BoundReward,
     Chunk,
     Executor,
     ProcessPool,
@@ -44,7 +44,6 @@ from grpo_host.rewards.pool import (  # noqa: F401
     _private_copy,
     _wire,
     _Worker,
-    bind_reward,
     default_memory_mb,
     prepare_samples,
 )
@@ -52,6 +51,11 @@ from grpo_host.rewards.spec import (
     OUTCOMES,
     sample_outcome,
 )
+
+__all__ = [
+    "BUILD_BUDGET_S", "EXECUTORS", "BoundReward", "RewardRuntime", "SampleResult", "bind_reward",
+    "default_memory_mb", "prepare_samples",
+]
 
 
 class RewardRuntime:

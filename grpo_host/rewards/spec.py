@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 from grpo_host.errors import RewardParamError, did_you_mean
 
-# Every reward accepts these, whatever its signature; the runtime consumes them
-# (`concurrency` is for async rewards only: samples awaited at once).
-HOST_PARAMS = ("timeout", "weight", "memory_mb", "concurrency")
+# Every reward accepts the host params (timeout, weight, memory_mb, concurrency), whatever its
+# signature; the runtime consumes them. Defined once, as RewardItem's fields.
+from grpo_host.rewards.item import HOST_PARAMS, memory_error_text
+
 # Names a per-sample function receives from the host rather than from dataset columns.
 SAMPLE_ARGS = ("completion", "messages", "completion_ids")
 OUTCOMES = ("ok", "not_applicable", "error", "timeout")
@@ -406,8 +407,6 @@ def sample_outcome(raw: Any, memory_mb: int | None = None, reward: str = "") -> 
         return "ok", raw, None
     try:
         if memory_mb and (isinstance(raw, MemoryError) or getattr(raw, "errno", None) == errno.ENOMEM):
-            from grpo_host.rewards.worker import memory_error_text
-
             raw = MemoryError(memory_error_text(memory_mb, reward))
         name, score, details = to_outcome(raw)
         return name, score, _jsonable(details) if details else None

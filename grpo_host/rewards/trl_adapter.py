@@ -13,47 +13,27 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_host.errors import GrpoHostError, RewardHealthError
-from grpo_host.rewards.runtime import BoundReward, RewardRuntime, SampleResult, bind_reward, prepare_samples
-from grpo_host.rewards.spec import HOST_PARAMS
+from grpo_host.rewards.binding import BoundReward, bind_reward
+from grpo_host.rewards.item import RewardItem
+from grpo_host.rewards.runtime import RewardRuntime, SampleResult, prepare_samples
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grpo_host.plugins.manager import PluginManager
 
 # What TRL passes besides dataset columns; never handed to a reward as a column.
 TRL_EXTRAS = ("trainer_state", "log_extra", "log_metric", "environments", "completion_ids")
 
-RewardItem = str | Mapping[str, Any] | tuple[str, Mapping[str, Any]]
+# How a reward may be named: see grpo_host.rewards.item.reward_item.
+RewardRef = str | Mapping[str, Any] | tuple[str, Mapping[str, Any]] | RewardItem
 
 
-def resolve_reward_item(item: RewardItem, manager: Any = None) -> BoundReward:
-    """``"accuracy"``, ``("accuracy", {...})`` or ``{"name": ..., "params": {...}, "timeout": ...,
-    "weight": ..., "memory_mb": ..., "alias": ...}`` -> a bound reward."""
-    from grpo_host.plugins.manager import get_plugin_manager
-
-    manager = manager or get_plugin_manager()
-    if isinstance(item, str):
-        name, params, alias = item, {}, ""
-    elif isinstance(item, tuple):
-        name, params, alias = item[0], dict(item[1]), ""
-    elif isinstance(item, Mapping):
-        item = dict(item)
-        name = item.pop("name", None)
-        if not name:
-            raise GrpoHostError(f"a reward entry needs a 'name': {item!r}")
-        params = dict(item.pop("params", None) or {})
-        alias = item.pop("alias", "") or ""
-        for host_param in HOST_PARAMS:
-            if item.get(host_param) is not None:
-                params[host_param] = item.pop(host_param)
-            item.pop(host_param, None)
-        if item:
-            raise GrpoHostError(
-                f"reward entry {name!r} has unknown key(s) {', '.join(item)}; "
-                f"allowed: name, params, {', '.join(HOST_PARAMS)}, alias"
-            )
-    else:
-        raise GrpoHostError(f"cannot read a reward from {item!r}")
-    return bind_reward(manager.get_reward(name), params, alias)
+def resolve_reward_item(item: RewardRef, manager: PluginManager | None = None) -> BoundReward:
+    """``bind_reward(item, manager=manager)``, under its old name: the training stages still call
+    it (issue 23 item 1 is reshaping them); remove once they call bind_reward."""
+    return bind_reward(item, manager=manager)
 
 
 class RewardSet:
@@ -216,25 +196,26 @@ def batch_metrics(batch: Mapping[str, Sequence[SampleResult]]) -> dict[str, Any]
 
 
 def load_rewards(
-    rewards: Sequence[RewardItem],
+    rewards: Sequence[RewardRef],
     *,
     workers: int | None = None,
     memory_mb: int | None = None,
     error_threshold: float = 0.10,
-    manager: Any = None,
+    manager: PluginManager | None = None,
     executor: str = "local",
     **executor_options: Any,
 ) -> list[TRLReward]:
     """Installed rewards as TRL reward functions sharing one worker pool.
 
-    ``rewards`` items are names, ``(name, params)`` pairs, or dicts with ``name``, ``params``,
-    ``timeout``, ``weight``, ``memory_mb``. ``memory_mb`` here is the cap for rewards that set
+    ``rewards`` items are names, ``(name, params)`` pairs, dicts with ``name``, ``params``,
+    ``alias`` and the host params ``timeout``, ``weight``, ``memory_mb``, ``concurrency``, or
+    :class:`~grpo_host.rewards.item.RewardItem`. ``memory_mb`` here is the cap for rewards that set
     none (default: see ``RewardRuntime``). Pass ``[r.weight for r in result]`` as
     ``GRPOConfig(reward_weights=...)`` when weights are set. ``executor="ray"`` runs the pool on
     Ray actors across a cluster (options ``address``, ``num_cpus_per_worker``; ``workers`` is
     then the number of actors).
     """
-    bound = [resolve_reward_item(item, manager) for item in rewards]
+    bound = [bind_reward(item, manager=manager) for item in rewards]
     reward_set = RewardSet(
         bound,
         workers=workers,
@@ -247,5 +228,6 @@ def load_rewards(
 
 
 def load_reward(name: str, **params: Any) -> TRLReward:
-    """One installed reward as a TRL reward function: ``load_reward("accuracy", timeout=5)``."""
-    return load_rewards([(name, params)])[0]
+    """One installed reward as a TRL reward function: ``load_reward("accuracy", timeout=5)``
+    (host params beside the reward's own)."""
+    return load_rewards([RewardItem.from_params(name, params)])[0]

@@ -35,6 +35,8 @@ from multiprocessing.connection import Connection
 from pickle import loads
 from typing import Any
 
+from grpo_host.rewards.item import memory_error_text
+
 # The progress record. Word 0 is a sequence number; slot (seq & 1) holds the record it
 # published: (task id, index of the sample in hand, its start on CLOCK_MONOTONIC). The writer
 # fills the slot the readers are not looking at, then bumps the sequence in one aligned 8-byte
@@ -267,14 +269,6 @@ class _MemoryCap:
             soft = hard
         res.setrlimit(res.RLIMIT_DATA, (soft, hard))
         self.megabytes = megabytes
-
-
-def memory_error_text(megabytes: int | None, reward: str = "") -> str:
-    where = f"{reward}.memory_mb" if reward else "REWARD.memory_mb"
-    return (
-        f"went over its memory cap of {megabytes} MB per worker; raise it with the host param "
-        f"memory_mb (`--set {where}=...`, or `memory_mb:` on the reward in the run config)"
-    )
 
 
 def _load(import_path: str) -> Any:
