@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 # Seconds the tasks a reward left behind get to end after being cancelled, at a chunk's end.
@@ -274,7 +275,7 @@ async def _drive(
         if timeout != float("inf"):
             timer = loop.call_at(started + timeout, end, index, TimedOut(timeout))
         tasks[index] = (task, timer)
-        task.add_done_callback(lambda t, i=index: end(i, _task_result(t)))
+        task.add_done_callback(functools.partial(_when_done, end, index))
 
     while waiting or tasks:
         while waiting and len(tasks) < concurrency:
@@ -283,6 +284,10 @@ async def _drive(
         if tasks:
             wake.clear()
             await wake.wait()
+
+
+def _when_done(end: Callable[[int, Any], None], index: int, task: asyncio.Task[Any]) -> None:
+    end(index, _task_result(task))
 
 
 async def _one(awaitable: Awaitable[Any], index: int, tracer: _Tracer) -> Any:
@@ -307,14 +312,14 @@ def _task_result(task: asyncio.Task) -> Any:
 class _Stepped:
     __slots__ = ("steps",)
 
-    def __init__(self, steps: Iterator[Any]):
+    def __init__(self, steps: Generator[Any, Any, Any]):
         self.steps = steps
 
-    def __await__(self) -> Iterator[Any]:
+    def __await__(self) -> Generator[Any, Any, Any]:
         return self.steps
 
 
-def _steps(inner: Any, index: int, tracer: _Tracer) -> Iterator[Any]:
+def _steps(inner: Any, index: int, tracer: _Tracer) -> Generator[Any, Any, Any]:
     """Drive ``inner`` (an ``__await__`` iterator) as ``await`` would, telling the tracer
     before and after each step, so a step that never returns is blamed on its sample."""
     value: Any = None

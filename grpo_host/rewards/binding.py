@@ -98,6 +98,8 @@ def bind_reward(
         )
     timeout = spec.default_timeout if item.timeout is None else item.timeout
     if not timeout > 0:  # a reward's own default: @reward(timeout=...) is not checked elsewhere
-        raise GrpoHostError(f"reward {spec.name!r}: timeout must be a positive number of seconds, not {timeout}")
+        raise GrpoHostError(
+            f"reward {spec.name!r}: timeout must be a positive number of seconds, not {timeout}"
+        )
     concurrency = DEFAULT_CONCURRENCY if item.concurrency is None else item.concurrency
     return BoundReward(spec, item, spec.resolve_params(item.params), timeout, concurrency)

@@ -52,14 +52,23 @@ class HostParamRule:
             number is None
             or not math.isfinite(number)
             or (self.kind is int and not number.is_integer())
-            or (self.minimum is not None and (number <= self.minimum if self.exclusive else number < self.minimum))
+            or (
+                self.minimum is not None
+                and (number <= self.minimum if self.exclusive else number < self.minimum)
+            )
         ):
             raise ValueError(f"{self.name} must be {self.what}")
         return int(number) if self.kind is int else number
 
 
-def _host(default: Any, kind: type, what: str, description: str, minimum: float | None = None,
-          exclusive: bool = False) -> Any:
+def _host(
+    default: Any,
+    kind: type,
+    what: str,
+    description: str,
+    minimum: float | None = None,
+    exclusive: bool = False,
+) -> Any:
     rule = HostParamRule(kind, what, description, minimum, exclusive)
     return field(default=default, metadata={"host_param": rule})
 
@@ -79,19 +88,34 @@ class RewardItem:
     # The host params. None means the default: the reward's own timeout, the runtime's memory
     # cap, 32 samples at once for an async reward.
     timeout: float | None = _host(
-        None, float, "a positive number of seconds",
+        None,
+        float,
+        "a positive number of seconds",
         "Seconds one sample may take before it is a timeout (default: the reward's own, usually 10).",
-        minimum=0, exclusive=True)
+        minimum=0,
+        exclusive=True,
+    )
     weight: float = _host(
-        1.0, float, "a finite number",
-        "A finite number; its scores are multiplied by it in the sum the policy learns from.")
+        1.0,
+        float,
+        "a finite number",
+        "A finite number; its scores are multiplied by it in the sum the policy learns from.",
+    )
     memory_mb: int | None = _host(
-        None, int, "a whole number of megabytes per worker (0 for no cap)",
+        None,
+        int,
+        "a whole number of megabytes per worker (0 for no cap)",
         "Memory cap per reward worker in MB (0: none; default: half the machine's memory shared by "
-        "the workers, 1-4 GiB).", minimum=0)
+        "the workers, 1-4 GiB).",
+        minimum=0,
+    )
     concurrency: int | None = _host(
-        None, int, "a whole number of samples awaited at once (at least 1)",
-        "Async rewards only: samples awaited at once, across the workers (default 32).", minimum=1)
+        None,
+        int,
+        "a whole number of samples awaited at once (at least 1)",
+        "Async rewards only: samples awaited at once, across the workers (default 32).",
+        minimum=1,
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -131,8 +155,9 @@ class RewardItem:
         return {n: getattr(self, n) for n in HOST_PARAMS if getattr(self, n) is not None}
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None = None, alias: str = "",
-                    **host: Any) -> RewardItem:
+    def from_params(
+        cls, name: str, params: Mapping[str, Any] | None = None, alias: str = "", **host: Any
+    ) -> RewardItem:
         """An item from a flat mapping of params in which host params may sit beside the
         reward's own (``{"scale": 2, "timeout": 5}``); a host param given in ``host`` wins."""
         if params is not None and not isinstance(params, Mapping):
@@ -178,7 +203,9 @@ def reward_item(value: Any) -> RewardItem:
                 f"reward entry {name!r} has unknown key(s) {', '.join(map(str, unknown))}; allowed: "
                 f"{', '.join(ITEM_KEYS)}{did_you_mean(str(unknown[0]), ITEM_KEYS)}"
             )
-        return RewardItem.from_params(name, entry.pop("params", None) or {}, entry.pop("alias", "") or "", **entry)
+        return RewardItem.from_params(
+            name, entry.pop("params", None) or {}, entry.pop("alias", "") or "", **entry
+        )
     raise GrpoHostError(
         f"cannot read a reward from {value!r}: give a name, (name, params), or a mapping with 'name'"
     )
@@ -193,8 +220,8 @@ def host_param_fields() -> dict[str, Any]:
 
     fields: dict[str, Any] = {}
     for rule in HOST_PARAM_RULES:
-        default = next(f.default for f in dataclasses.fields(RewardItem) if f.name == rule.name)
-        bound = {}
+        default: Any = next(f.default for f in dataclasses.fields(RewardItem) if f.name == rule.name)
+        bound: dict[str, Any] = {}
         if rule.minimum is not None:
             bound = {"gt" if rule.exclusive else "ge": rule.minimum}
         annotation: Any = rule.kind if default is not None else rule.kind | None

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
@@ -147,6 +147,12 @@ class Executor(Protocol):
     # Whether a batched reward's batch is cut into one part per worker: False on one machine
     # (the reward batches for its own speed), True across machines (Ray).
     spreads_batches: bool
+    replaced_workers: int  # workers killed or lost and replaced, since the start
+    stale_replies: int  # replies dropped: an earlier chunk's, a duplicate, out of order
+
+    @property
+    def all(self) -> Collection[Any]:
+        """The workers (processes or actors) alive now."""
 
     def submit(self, chunk: Chunk) -> None:
         """Queue a chunk; nothing runs until ``collect``."""
@@ -181,10 +187,12 @@ class _Worker:
             close_fds=True,
             start_new_session=True,
         )
-        self.inbox = Connection(os.dup(self.proc.stdout.fileno()), writable=False)
-        self.outbox = Connection(os.dup(self.proc.stdin.fileno()), readable=False)
-        self.proc.stdout.close()
-        self.proc.stdin.close()
+        stdout, stdin = self.proc.stdout, self.proc.stdin
+        assert stdout is not None and stdin is not None  # both are pipes
+        self.inbox = Connection(os.dup(stdout.fileno()), writable=False)
+        self.outbox = Connection(os.dup(stdin.fileno()), readable=False)
+        stdout.close()
+        stdin.close()
         # Readable when the process ends, even while its children keep the pipes open.
         try:
             self.sentinel: int | None = os.pidfd_open(self.proc.pid)
@@ -320,7 +328,7 @@ class ProcessPool:
                     worker = self._busy.get(ready)
                     if worker is not None:
                         self._read(worker)
-                else:
+                elif isinstance(ready, int):
                     worker = sentinels[ready]
                     if worker.chunk is not None and not worker.killed:
                         self._died(worker)
@@ -562,6 +570,7 @@ class ProcessPool:
             if record is not None and record[0] == BUILDING:
                 self._fail(worker, "timeout", "the worker was killed")
                 continue
+            assert worker.chunk is not None  # a busy worker has a chunk
             budget = worker.chunk.reward.timeout
             self._fail(worker, "timeout", f"ran past its {budget:g} s budget; the worker was killed")
 

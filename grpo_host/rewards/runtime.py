@@ -25,7 +25,7 @@ import atexit
 import os
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from grpo_host.errors import GrpoHostError
@@ -43,7 +43,6 @@ from grpo_host.rewards.pool import (
     _available_cores,
     _private_copy,
     _wire,
-    _Worker,
     default_memory_mb,
     prepare_samples,
 )
@@ -120,21 +119,21 @@ class RewardRuntime:
         return self.pool.stale_replies
 
     @property
-    def _all(self) -> set[_Worker]:
+    def _all(self) -> Collection[Any]:
         return self.pool.all
 
     # -- public ----------------------------------------------------------------------------
     def score(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, list[SampleResult]]:
         """Score every sample with every reward: ``{reward name: [SampleResult, ...]}``."""
-        samples = [dict(s) for s in samples]
-        results: dict[str, list[SampleResult | None]] = {r.name: [None] * len(samples) for r in self.rewards}
+        copies = [dict(s) for s in samples]
+        results: dict[str, list[SampleResult | None]] = {r.name: [None] * len(copies) for r in self.rewards}
         pooled = [i for i, r in enumerate(self.rewards) if r.spec.isolation == "process" and self.size > 0]
         for i, bound in enumerate(self.rewards):
             if i not in pooled:
-                results[bound.name] = self._score_inline(bound, samples)
-        if pooled and samples:
+                results[bound.name] = [*self._score_inline(bound, copies)]
+        if pooled and copies:
             try:
-                self._score_pooled(pooled, samples, results)
+                self._score_pooled(pooled, copies, results)
             except Exception as exc:  # noqa: BLE001 - a runtime bug must not take the trainer down
                 self.pool.kill_all()
                 for i in pooled:
@@ -146,17 +145,17 @@ class RewardRuntime:
                             )
         final: dict[str, list[SampleResult]] = {}
         for bound in self.rewards:
-            rows = [
+            scored = [
                 r if r is not None else SampleResult("error", None, {"error": "lost result"})
                 for r in results[bound.name]
             ]
             totals = self.totals[bound.name]
             spent = 0.0
-            for row in rows:
-                totals[row.outcome] += 1
-                spent += row.seconds
+            for result in scored:
+                totals[result.outcome] += 1
+                spent += result.seconds
             self.seconds[bound.name] += spent
-            final[bound.name] = rows
+            final[bound.name] = scored
         return final
 
     def close(self) -> None:
@@ -172,7 +171,7 @@ class RewardRuntime:
         self.close()
 
     # -- in process ------------------------------------------------------------------------
-    def _score_inline(self, bound: BoundReward, samples: list[dict]) -> list[SampleResult]:
+    def _score_inline(self, bound: BoundReward, samples: list[dict[str, Any]]) -> list[SampleResult]:
         score = self._inline.get(bound.key)
         if score is None:
             try:
@@ -212,7 +211,9 @@ class RewardRuntime:
         finally:
             state.restore()
 
-    def _score_inline_async(self, score: Any, bound: BoundReward, samples: list[dict]) -> list[SampleResult]:
+    def _score_inline_async(
+        self, score: Any, bound: BoundReward, samples: list[dict[str, Any]]
+    ) -> list[SampleResult]:
         """An async reward in this process: awaited concurrently on a private loop, each sample
         under its budget (cancellation is cooperative here: nothing kills a blocked loop)."""
         from grpo_host.rewards.async_runner import AsyncRunner, TimedOut
@@ -253,7 +254,9 @@ class RewardRuntime:
             return [SampleResult("error", None, err) for _ in samples]
 
     # -- the pool --------------------------------------------------------------------------
-    def _score_pooled(self, pooled: list[int], samples: list[dict], results: dict[str, list]) -> None:
+    def _score_pooled(
+        self, pooled: list[int], samples: list[dict[str, Any]], results: dict[str, list[SampleResult | None]]
+    ) -> None:
         n = len(samples)
         per_chunk = max(1, -(-n // (self.size * self.chunks_per_worker)))
         wire = [_wire(s) for s in samples]
@@ -296,7 +299,7 @@ class RewardRuntime:
             start = stop
 
 
-def _inline_outcome(raw: Any) -> tuple[str, float | None, dict]:
+def _inline_outcome(raw: Any) -> tuple[str, float | None, dict[str, Any]]:
     name, score, details = sample_outcome(raw)
     return name, score, details or {}
 

@@ -187,11 +187,11 @@ class RewardSpec:
         return functools.partial(_score_one, self, self.target, dict(params))
 
 
-def _score_one(spec: RewardSpec, fn: Callable[..., Any], params: dict, sample: dict) -> Any:
+def _score_one(spec: RewardSpec, fn: Callable[..., Any], params: dict[str, Any], sample: dict[str, Any]) -> Any:
     return fn(**spec_kwargs(spec, sample), **params)
 
 
-def _score_each(score: Callable[[dict], Any], samples: list[dict]) -> list[Any]:
+def _score_each(score: Callable[[dict[str, Any]], Any], samples: list[dict[str, Any]]) -> list[Any]:
     results: list[Any] = []
     for sample in samples:
         try:
@@ -201,15 +201,17 @@ def _score_each(score: Callable[[dict], Any], samples: list[dict]) -> list[Any]:
     return results
 
 
-def _score_batch(spec: RewardSpec, fn: Callable[..., Any], samples: list[dict]) -> list[Any]:
+def _score_batch(spec: RewardSpec, fn: Callable[..., Any], samples: list[dict[str, Any]]) -> list[Any]:
     return list(fn(**_batch_kwargs(spec, samples)))
 
 
-async def _score_batch_async(spec: RewardSpec, fn: Callable[..., Any], samples: list[dict]) -> list[Any]:
+async def _score_batch_async(
+    spec: RewardSpec, fn: Callable[..., Any], samples: list[dict[str, Any]]
+) -> list[Any]:
     return list(await fn(**_batch_kwargs(spec, samples)))
 
 
-def _batch_kwargs(spec: RewardSpec, samples: list[dict]) -> dict[str, list[Any]]:
+def _batch_kwargs(spec: RewardSpec, samples: list[dict[str, Any]]) -> dict[str, list[Any]]:
     kwargs: dict[str, list[Any]] = {}
     per_sample = [spec_kwargs(spec, s) for s in samples]
     # Every key any sample has (first seen first): a column only some samples carry is a list
@@ -294,13 +296,14 @@ def spec_of(obj: Any) -> RewardSpec | None:
 
 
 def _make_spec(target: Any, *, name: str, description: str | None, **options: Any) -> RewardSpec:
+    kind: Literal["function", "class"]
     if inspect.isclass(target):
         kind = "class"
         batched = hasattr(target, "score_batch")
         if not batched and not hasattr(target, "score"):
             raise TypeError(f"reward class {target.__qualname__} needs a score() or score_batch() method")
         param_sig = inspect.signature(target.__init__)
-        method = target.score_batch if batched else target.score
+        method = getattr(target, "score_batch" if batched else "score")
         call_sig = inspect.signature(method)
         is_async = inspect.iscoroutinefunction(method)
         skip_first = 2  # self, then completion(s)
@@ -455,7 +458,7 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def completion_text(completion: Any) -> tuple[str, list[dict] | None]:
+def completion_text(completion: Any) -> tuple[str, list[dict[str, Any]] | None]:
     """The text of a completion, and its messages when it came in chat format."""
     if isinstance(completion, str):
         return completion, None

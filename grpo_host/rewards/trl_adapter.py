@@ -56,7 +56,7 @@ class RewardSet:
         self.workers, self.memory_mb = workers, memory_mb
         self.error_threshold, self.min_samples = error_threshold, min_samples
         self._runtime: RewardRuntime | None = None
-        self._batch_key: tuple | None = None
+        self._batch_key: tuple[int, int, int] | None = None
         self._batch: dict[str, list[SampleResult]] = {}
         self.step_log: list[dict[str, Any]] = []  # one entry per scored batch
         self.last_samples: list[dict[str, Any]] = []
@@ -90,7 +90,7 @@ class RewardSet:
         prompts: Sequence[Any] | None,
         columns: Mapping[str, Any],
         completion_ids: Sequence[Sequence[int]] | None = None,
-    ):
+    ) -> dict[str, list[SampleResult]]:
         key = (id(completions), id(prompts), len(completions))
         if key != self._batch_key:
             cols = {k: v for k, v in columns.items() if k not in TRL_EXTRAS and isinstance(v, (list, tuple))}
@@ -155,7 +155,13 @@ class TRLReward:
         self.__name__ = name
         self.weight = next(r.weight for r in reward_set.rewards if r.name == name)
 
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float | None]:
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
         if completions is None:
             raise TypeError(f"reward {self.__name__!r} called without completions")
         results = self.reward_set.results_for(completions, prompts, kwargs, completion_ids)[self.__name__]
@@ -184,7 +190,7 @@ def batch_metrics(batch: Mapping[str, Sequence[SampleResult]]) -> dict[str, Any]
     """Per reward: mean/std of ok scores, counts per outcome, seconds spent."""
     metrics: dict[str, Any] = {}
     for name, rows in batch.items():
-        scores = [r.score for r in rows if r.outcome == "ok"]
+        scores = [r.score for r in rows if r.outcome == "ok" and r.score is not None]
         prefix = f"rewards/{name}"
         if scores:
             metrics[f"{prefix}/mean"] = statistics.fmean(scores)

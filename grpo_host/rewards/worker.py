@@ -285,126 +285,172 @@ def _load(import_path: str) -> Any:
 
 
 def main() -> None:
-    global _STATE
+    """Serve chunks until the host says stop or its pipe closes."""
     libc = _setup_process()
-    # Keep the protocol stream private: rewards that print write to stderr instead, and a
-    # program a reward runs reads /dev/null, not the host's messages (the duplicates are
-    # close-on-exec; a Python fork is handled by _in_forked_child).
+    inbox, outbox, protocol_fds = _private_streams()
+    _Session(libc, inbox, outbox, protocol_fds).serve()
+
+
+def _private_streams() -> tuple[Connection, Connection, tuple[int, int]]:
+    """Keep the protocol stream private: rewards that print write to stderr instead, and a
+    program a reward runs reads /dev/null, not the host's messages (the duplicates are
+    close-on-exec; a Python fork is handled by _in_forked_child)."""
     in_fd, out_fd = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    inbox, outbox = Connection(in_fd, writable=False), Connection(out_fd, readable=False)
+    return Connection(in_fd, writable=False), Connection(out_fd, readable=False), (in_fd, out_fd)
 
-    from grpo_host.rewards.spec import conversion_error, sample_outcome
 
-    init = inbox.recv()
-    sys.path[:] = [p for p in init.get("sys_path", []) if p] or sys.path
-    progress = ProgressWriter(open_progress(init["progress"]))
-    cap = _MemoryCap()
-    state = _STATE = _State()
-    state.libc = libc
-    _watch_state(state)
-    os.register_at_fork(
-        after_in_child=lambda: _in_forked_child((in_fd, out_fd), libc, state.pid),
-        after_in_parent=_mark_forked,
-    )
-    monotonic = time.monotonic
-    built: dict[str, Any] = {}
-    runner: Any = None  # the event loop of async rewards, made on the first async chunk
+class _Session:
+    """One worker's life: the host's init message, then one chunk per ``score`` message, each
+    scored by a built reward (built once per reward and params)."""
 
-    def send(message: tuple) -> None:
-        if _STATE is None or os.getpid() != state.pid:  # a forked child that came back here
+    def __init__(self, libc: Any, inbox: Connection, outbox: Connection, protocol_fds: tuple[int, int]):
+        global _STATE
+        init = inbox.recv()
+        sys.path[:] = [p for p in init.get("sys_path", []) if p] or sys.path
+        self.inbox, self.outbox = inbox, outbox
+        self.progress = ProgressWriter(open_progress(init["progress"]))
+        self.cap = _MemoryCap()
+        state = self.state = _STATE = _State()
+        state.libc = libc
+        _watch_state(state)
+        os.register_at_fork(
+            after_in_child=lambda: _in_forked_child(protocol_fds, libc, state.pid),
+            after_in_parent=_mark_forked,
+        )
+        self.built: dict[str, Any] = {}
+        self.runner: Any = None  # the event loop of async rewards, made on the first async chunk
+
+    def send(self, message: tuple) -> None:
+        if _STATE is None or os.getpid() != self.state.pid:  # a forked child that came back here
             os._exit(0)
-        outbox.send(message)
+        self.outbox.send(message)
 
-    while True:
-        try:
-            message = inbox.recv()
-        except (EOFError, OSError):
-            break
-        if _STATE is None or os.getpid() != state.pid:
-            os._exit(0)
-        if message[0] == "stop":
-            break
-        _, task, key, import_path, params, batched, memory_mb, name, samples, timeout, concurrency = message
-        cap.set(memory_mb)
-        if key not in built:
-            progress.publish(task, BUILDING, monotonic())
+    def serve(self) -> None:
+        state = self.state
+        while True:
             try:
-                built[key] = _load(import_path).build_scorer(params)
-            except BaseException as exc:  # noqa: BLE001 - every sample of the chunk reports the failure
-                text = conversion_error(exc)
-                if isinstance(exc, MemoryError) and memory_mb:
-                    text = f"MemoryError: {memory_error_text(memory_mb, name)}"
-                error = ("error", None, {"error": f"could not build reward: {text}"}, 0.0)
-                progress.publish(task, DONE, monotonic())
-                send(("results", task, 0, [error] * len(samples)))
-                continue
-            finally:
-                if state.dirty or state.drifted():
-                    state.restore()
-            state.keep = set(_children())
-        score = built[key]
-        if concurrency:  # an async reward
-            if runner is None:
-                from grpo_host.rewards.async_runner import AsyncRunner
+                message = self.inbox.recv()
+            except (EOFError, OSError):
+                break
+            if _STATE is None or os.getpid() != state.pid:
+                os._exit(0)
+            if message[0] == "stop":
+                break
+            self.score_chunk(*message[1:])
+        state.keep = set()
+        state.end_sample_processes()
 
-                runner = AsyncRunner()
-            samples = [loads(s) if s.__class__ is bytes else s for s in samples]
-            first, rows = _score_async(
-                runner, score, samples, task, batched, timeout, concurrency, memory_mb, name, progress, send
-            )
+    def score_chunk(self, task: int, key: str, import_path: str, params: dict, batched: bool,
+                    memory_mb: int | None, name: str, samples: list[Any], timeout: float,
+                    concurrency: int) -> None:
+        """Score one chunk and send its results (the per-sample kind in parts, as it goes)."""
+        self.cap.set(memory_mb)
+        if key not in self.built and not self.build(task, key, import_path, params, memory_mb, name, len(samples)):
+            return
+        score = self.built[key]
+        if concurrency:  # an async reward
+            self.score_async(task, score, samples, batched, timeout, concurrency, memory_mb, name)
+            return
+        if batched:
+            first, rows = 0, self.score_batch(task, score, samples, memory_mb, name)
+        else:
+            first, rows = self.score_each(task, score, samples, memory_mb, name)
+            if not rows and first:  # the last flush already carried the last result
+                self.end_chunk(task)
+                return
+        self.end_chunk(task)
+        self.send(("results", task, first, rows))
+
+    def build(self, task: int, key: str, import_path: str, params: dict, memory_mb: int | None,
+              name: str, count: int) -> bool:
+        """Import and build the reward; on failure every sample of the chunk gets the error."""
+        from grpo_host.rewards.spec import conversion_error
+
+        state = self.state
+        self.progress.publish(task, BUILDING, time.monotonic())
+        try:
+            self.built[key] = _load(import_path).build_scorer(params)
+        except BaseException as exc:  # noqa: BLE001 - every sample of the chunk reports the failure
+            text = conversion_error(exc)
+            if isinstance(exc, MemoryError) and memory_mb:
+                text = f"MemoryError: {memory_error_text(memory_mb, name)}"
+            error = ("error", None, {"error": f"could not build reward: {text}"}, 0.0)
+            self.progress.publish(task, DONE, time.monotonic())
+            self.send(("results", task, 0, [error] * count))
+            return False
+        finally:
+            if state.dirty or state.drifted():
+                state.restore()
+        state.keep = set(_children())
+        return True
+
+    def score_async(self, task: int, score: Any, samples: list[Any], batched: bool, timeout: float,
+                    concurrency: int, memory_mb: int | None, name: str) -> None:
+        if self.runner is None:
+            from grpo_host.rewards.async_runner import AsyncRunner
+
+            self.runner = AsyncRunner()
+        samples = [loads(s) if s.__class__ is bytes else s for s in samples]
+        first, rows = _score_async(
+            self.runner, score, samples, task, batched, timeout, concurrency, memory_mb, name,
+            self.progress, self.send,
+        )
+        if self.state.dirty:
+            self.state.restore()
+        self.end_chunk(task)
+        if rows or not first:
+            self.send(("results", task, first, rows))
+
+    def score_batch(self, task: int, score: Any, samples: list[Any], memory_mb: int | None,
+                    name: str) -> list[tuple]:
+        start = time.monotonic()
+        self.progress.publish(task, 0, start)
+        samples = [loads(s) if s.__class__ is bytes else s for s in samples]
+        try:
+            raws = list(score(samples))
+        except BaseException as exc:  # noqa: BLE001
+            raws = [exc] * len(samples)
+        return _batch_rows(raws, len(samples), time.monotonic() - start, memory_mb, name)
+
+    def score_each(self, task: int, score: Any, samples: list[Any], memory_mb: int | None,
+                   name: str) -> tuple[int, list[tuple]]:
+        """Sample by sample, each from the same worker state; results flushed every second.
+        Returns the index of the first row not sent yet, and those rows."""
+        from grpo_host.rewards.spec import sample_outcome
+
+        state, publish, send, monotonic = self.state, self.progress.publish, self.send, time.monotonic
+        rows: list[tuple] = []
+        first, last_flush = 0, monotonic()
+        for index, sample in enumerate(samples):
+            if sample.__class__ is bytes:  # a sample with lists or dicts: a fresh copy
+                sample = loads(sample)
+            start = monotonic()
+            publish(task, index, start)
+            try:
+                raw = score(sample)
+            except BaseException as exc:  # noqa: BLE001 - SystemExit in a reward is its error
+                raw = exc
+            if _STATE is None:  # the reward forked and this is the child, returning
+                os._exit(0)
             if state.dirty:
                 state.restore()
-            progress.publish(task, DONE, monotonic())
-            _end_chunk(state)
-            if rows or not first:
+            if state.forked:
+                state.end_sample_processes()
+            end = monotonic()
+            rows.append((*sample_outcome(raw, memory_mb, name), end - start))
+            if end - last_flush > FLUSH_EVERY_S:
                 send(("results", task, first, rows))
-            continue
-        if batched:
-            start = monotonic()
-            progress.publish(task, 0, start)
-            samples = [loads(s) if s.__class__ is bytes else s for s in samples]
-            try:
-                raws = list(score(samples))
-            except BaseException as exc:  # noqa: BLE001
-                raws = [exc] * len(samples)
-            rows = _batch_rows(raws, len(samples), monotonic() - start, memory_mb, name)
-        else:
-            rows = []
-            first, last_flush = 0, monotonic()
-            for index, sample in enumerate(samples):
-                if sample.__class__ is bytes:  # a sample with lists or dicts: a fresh copy
-                    sample = loads(sample)
-                start = monotonic()
-                progress.publish(task, index, start)
-                try:
-                    raw = score(sample)
-                except BaseException as exc:  # noqa: BLE001 - SystemExit in a reward is its error
-                    raw = exc
-                if _STATE is None:  # the reward forked and this is the child, returning
-                    os._exit(0)
-                if state.dirty:
-                    state.restore()
-                if state.forked:
-                    state.end_sample_processes()
-                end = monotonic()
-                rows.append((*sample_outcome(raw, memory_mb, name), end - start))
-                if end - last_flush > FLUSH_EVERY_S:
-                    send(("results", task, first, rows))
-                    first, rows, last_flush = index + 1, [], end
-            if not rows and first:  # the last flush already carried the last result
-                progress.publish(task, DONE, monotonic())
-                _end_chunk(state)
-                continue
-        progress.publish(task, DONE, monotonic())
-        _end_chunk(state)
-        send(("results", task, first if not batched else 0, rows))
-    state.keep = set()
-    state.end_sample_processes()
+                first, rows, last_flush = index + 1, [], end
+        return first, rows
+
+    def end_chunk(self, task: int) -> None:
+        self.progress.publish(task, DONE, time.monotonic())
+        _end_chunk(self.state)
 
 
 def _batch_rows(raws: list[Any], n: int, seconds: float, memory_mb: int | None, name: str) -> list[tuple]:
@@ -461,7 +507,7 @@ def _score_async(
             return 0, _batch_rows([raw] * n, n, seconds, memory_mb, name)
         return 0, _batch_rows(raw, n, seconds, memory_mb, name)
     rows: list[tuple | None] = [None] * n
-    sent = {"first": 0, "at": start}
+    sent: dict[str, Any] = {"first": 0, "at": start}
 
     def finished(index: int, raw: Any, seconds: float) -> None:
         rows[index] = row(raw, seconds)
