@@ -34,6 +34,7 @@ class HostParamRule:
     description: str  # for the run config's schema
     minimum: float | None = None
     exclusive: bool = False  # the minimum itself is not allowed
+    optional: bool = True  # None allowed: the default (else the field's default is a value)
     name: str = ""  # filled from the field it belongs to
 
     def check(self, value: Any) -> Any:
@@ -69,7 +70,7 @@ def _host(
     minimum: float | None = None,
     exclusive: bool = False,
 ) -> Any:
-    rule = HostParamRule(kind, what, description, minimum, exclusive)
+    rule = HostParamRule(kind, what, description, minimum, exclusive, optional=default is None)
     return field(default=default, metadata={"host_param": rule})
 
 
@@ -137,8 +138,8 @@ class RewardItem:
             raise GrpoHostError(f"reward {self.name!r}: alias must be text, not {self.alias!r}")
         for rule in HOST_PARAM_RULES:
             value = getattr(self, rule.name)
-            if rule.name == "weight" and value is None:
-                raise RewardParamError(f"reward {self.label!r}: weight must be {rule.what}, not None")
+            if value is None and not rule.optional:
+                raise RewardParamError(f"reward {self.label!r}: {rule.name} must be {rule.what}, not None")
             try:
                 object.__setattr__(self, rule.name, rule.check(value))
             except ValueError as exc:
@@ -148,11 +149,6 @@ class RewardItem:
     def label(self) -> str:
         """The name its results are reported under."""
         return self.alias or self.name
-
-    @property
-    def host_params(self) -> dict[str, Any]:
-        """The host params that are set (not left to their defaults)."""
-        return {n: getattr(self, n) for n in HOST_PARAMS if getattr(self, n) is not None}
 
     @classmethod
     def from_params(
@@ -224,7 +220,7 @@ def host_param_fields() -> dict[str, Any]:
         bound: dict[str, Any] = {}
         if rule.minimum is not None:
             bound = {"gt" if rule.exclusive else "ge": rule.minimum}
-        annotation: Any = rule.kind if default is not None else rule.kind | None
+        annotation: Any = rule.kind | None if rule.optional else rule.kind
         fields[rule.name] = (
             Annotated[annotation, BeforeValidator(rule.check)],
             Field(default, allow_inf_nan=False, description=rule.description, **bound),
