@@ -35,9 +35,10 @@ class BoundReward:
     timeout: float  # the item's, or the reward's default
     concurrency: int = DEFAULT_CONCURRENCY  # async rewards: samples awaited at once, in all
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         """The name results are reported under: the item's alias, else the reward's name."""
+        # Cached like ``key``: the runtime files every sample's result under it.
         return self.item.alias or self.spec.name
 
     @property
