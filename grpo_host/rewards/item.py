@@ -25,17 +25,29 @@ from typing import Any
 from grpo_host.errors import GrpoHostError, RewardParamError, did_you_mean
 
 
-@dataclass(frozen=True)
 class HostParamRule:
-    """What one host param takes: ``kind`` (float or int) from ``minimum`` up, finite."""
+    """What one host param takes: ``kind`` (float or int) from ``minimum`` up, finite.
 
-    kind: type
-    what: str  # the allowed values in words, for errors: "a positive number of seconds"
-    description: str  # for the run config's schema
-    minimum: float | None = None
-    exclusive: bool = False  # the minimum itself is not allowed
-    optional: bool = True  # None allowed: the default (else the field's default is a value)
-    name: str = ""  # filled from the field it belongs to
+    A plain class, not a dataclass: this module is on the CLI's start path (the ``@reward``
+    decorator reads ``HOST_PARAMS``), where each dataclass costs the better part of a ms."""
+
+    __slots__ = ("kind", "what", "description", "minimum", "exclusive", "optional", "name")
+
+    def __init__(
+        self,
+        kind: type,
+        what: str,  # the allowed values in words, for errors: "a positive number of seconds"
+        description: str,  # for the run config's schema
+        minimum: float | None = None,
+        exclusive: bool = False,  # the minimum itself is not allowed
+        optional: bool = True,  # None allowed: the default (else the field's default is a value)
+    ):
+        self.kind, self.what, self.description = kind, what, description
+        self.minimum, self.exclusive, self.optional = minimum, exclusive, optional
+        self.name = ""  # set from the field it belongs to
+
+    def __repr__(self) -> str:
+        return f"<host param {self.name or '?'}: {self.what}>"
 
     def check(self, value: Any) -> Any:
         """``value`` as this param's kind (None stays None: the default), or a ValueError that
@@ -168,11 +180,17 @@ class RewardItem:
         return cls(name, own, alias, **{k: v for k, v in host.items() if v is not None})
 
 
-HOST_PARAM_RULES: tuple[HostParamRule, ...] = tuple(
-    dataclasses.replace(f.metadata["host_param"], name=f.name)
-    for f in dataclasses.fields(RewardItem)
-    if "host_param" in f.metadata
-)
+def _rules() -> tuple[HostParamRule, ...]:
+    rules = []
+    for f in dataclasses.fields(RewardItem):
+        if "host_param" in f.metadata:
+            rule = f.metadata["host_param"]
+            rule.name = f.name
+            rules.append(rule)
+    return tuple(rules)
+
+
+HOST_PARAM_RULES = _rules()
 # Every reward accepts these, whatever its signature; the runtime consumes them.
 HOST_PARAMS: tuple[str, ...] = tuple(rule.name for rule in HOST_PARAM_RULES)
 ITEM_KEYS = ("name", "params", "alias", *HOST_PARAMS)
