@@ -204,6 +204,14 @@ def test_bad_reward_entries_in_load_rewards(manager):
         load_rewards([7], manager=manager)
 
 
+def test_bind_reward_takes_a_name_with_params_or_an_item_alone(manager):
+    by_name = bind_reward("nap", {"scale": 2, "timeout": 3}, "twice", manager=manager)
+    assert by_name.item == RewardItem("nap", {"scale": 2}, alias="twice", timeout=3)
+    assert (by_name.name, by_name.timeout, by_name.params) == ("twice", 3.0, {"scale": 2.0})
+    with pytest.raises(TypeError, match="inside the reward item"):
+        bind_reward(RewardItem("nap"), {"scale": 2}, manager=manager)
+
+
 def test_a_host_param_inside_an_items_params_says_where_it_goes():
     with pytest.raises(RewardParamError, match="timeout is a host param.*beside params"):
         RewardItem("nap", {"timeout": 1})

@@ -76,17 +76,22 @@ def bind_reward(
 ) -> BoundReward:
     """Bind a reward, checked: the one way a run gets what it scores with.
 
-    ``reward`` names it as a :class:`RewardItem`, a name, ``(name, params)`` or the run
-    config's mapping (``name``, ``params``, ``alias``, host params), found through ``manager``
-    (default: the installed plugins); or it is the spec itself, with ``params`` (host params may
-    sit among them: ``{"scale": 2, "timeout": 5}``) and ``alias``.
+    ``reward`` names it as a :class:`RewardItem`, ``(name, params)``, the run config's mapping
+    (``name``, ``params``, ``alias``, host params) or a name, found through ``manager`` (default:
+    the installed plugins); or it is the spec itself. With a name or a spec, ``params`` (host
+    params may sit among them: ``{"scale": 2, "timeout": 5}``) and ``alias`` go with it.
     """
     if isinstance(reward, RewardSpec):
         spec, item = reward, RewardItem.from_params(reward.name, params, alias)
     else:
-        if params is not None or alias:
-            raise TypeError("bind_reward: give params and alias inside the reward item, or pass a RewardSpec")
-        item = reward_item(reward)
+        if isinstance(reward, str):
+            item = RewardItem.from_params(reward, params, alias)
+        elif params is not None or alias:
+            raise TypeError(
+                "bind_reward: give params and alias inside the reward item, or with a name or spec"
+            )
+        else:
+            item = reward_item(reward)
         if manager is None:
             from grpo_host.plugins.manager import get_plugin_manager
 
