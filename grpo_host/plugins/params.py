@@ -1,0 +1,301 @@
+"""Declared params, one shape for every kind of plugin: ``Param`` and the checks around it.
+
+A backend or a data source declares its params as ``Param(name, type, default, help)`` where
+``type`` is a Python annotation (``int``, ``int | None``, ``Literal["a", "b"]``,
+``list[str]``); a reward's params are its keyword parameters, the same records built from its
+signature. Values a user sets (YAML, ``--set``) go through :func:`resolve`, one pydantic
+``TypeAdapter`` per annotation, so every kind of plugin gets the same coercion (``"8"`` is 8
+for an ``int``; a bool is never taken for a number) and the same errors
+(:class:`~grpo_host.errors.PluginParamError`, naming the kind, the plugin and the param).
+
+A type may still be given as text, as the host's first plugins did (``"int | 'auto'"``): the
+text is read (never evaluated) into the annotation it spells. Text that is not an annotation
+at all (``"int |"``) is refused when the plugin registers; one naming a type the host does not
+know (``"MyEnum"``) is shown as written and its values are passed unchecked, with a warning.
+
+pydantic is imported only when a value is validated: listing plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import reprlib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from grpo_host.errors import PluginParamError, did_you_mean, param_error
+
+# The names a type text may use, and what each means.
+_TEXT_NAMES: dict[str, Any] = {
+    "int": int, "float": float, "str": str, "bool": bool, "bytes": bytes, "None": None, "NoneType": None,
+    "Any": Any, "any": Any, "object": object, "list": list, "dict": dict, "tuple": tuple, "set": set,
+    "frozenset": frozenset, "Sequence": Sequence, "Mapping": Mapping, "List": list, "Dict": dict,
+    "Tuple": tuple, "Set": set, "Literal": Literal, "Optional": typing.Optional, "Union": typing.Union,
+}
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 60, 60, 3, 6, 6
+
+
+class TypeTextError(ValueError):
+    """A type text that is not an annotation at all (``"int |"``, ``"1 + 2"``)."""
+
+
+class UnknownTypeName(ValueError):
+    """A well-formed type text naming a type the host does not know (``"MyEnum"``)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A declared param: its name, type (a Python annotation), default and help.
+
+    ``type`` may be given as text (``"int | None"``); it is read into the annotation it spells
+    and the text is kept for display. ``text`` is how ``grpo-host backends``/``datasets`` show
+    the type: derived from ``type`` unless given.
+    """
+
+    name: str
+    type: Any
+    default: Any
+    help: str = ""
+    text: str = field(default="", compare=False)
+    # Set from the type: False when a type text names an unknown type (values pass unchecked);
+    # ``problem`` says why, for the registry's warning or error.
+    checked: bool = field(default=True, init=False, compare=False)
+    problem: str = field(default="", init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        declared = self.type
+        if isinstance(declared, str):
+            text = self.text or declared
+            try:
+                annotation, checked, problem = annotation_from_text(declared), True, ""
+            except UnknownTypeName as exc:
+                annotation, checked, problem = Any, False, str(exc)
+            except TypeTextError as exc:
+                annotation, checked, problem = Any, False, f"syntax: {exc}"
+        else:
+            annotation, checked, problem = declared, True, ""
+            text = self.text or type_text(declared)
+        object.__setattr__(self, "type", annotation)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "checked", checked)
+        object.__setattr__(self, "problem", problem)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.text, "default": self.default, "help": self.help}
+
+
+# -- type text ---------------------------------------------------------------------------------
+def type_text(annotation: Any) -> str:
+    """How an annotation is shown: ``int | None``, ``'auto' | 'no'``, ``list[str]``."""
+    if annotation is Any:
+        return "Any"
+    if annotation is None or annotation is type(None):
+        return "None"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_text(args[0])
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_text(a) for a in args)
+    if origin is not None and args:
+        name = getattr(origin, "__name__", None) or str(origin).replace("typing.", "")
+        return f"{name}[{', '.join('...' if a is Ellipsis else type_text(a) for a in args)}]"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+@functools.lru_cache(maxsize=512)
+def annotation_from_text(text: str) -> Any:
+    """The annotation a type text spells, read without evaluating it: ``"int | 'auto'"`` is
+    ``int | Literal['auto']``. Raises :class:`TypeTextError` for text that is no annotation,
+    :class:`UnknownTypeName` for one naming a type not in ``_TEXT_NAMES``."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise TypeTextError(f"{text!r} does not parse ({exc.msg})") from None
+    return _from_node(tree, text)
+
+
+def _from_node(node: ast.expr, text: str) -> Any:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return typing.Union[_from_node(node.left, text), _from_node(node.right, text)]  # noqa: UP007
+    if isinstance(node, ast.Constant):
+        if node.value is None:
+            return None
+        if isinstance(node.value, (str, int, float, bool)):
+            return Literal[node.value]
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        name = ast.unparse(node)
+        if name in _TEXT_NAMES:
+            return _TEXT_NAMES[name]
+        raise UnknownTypeName(f"type {name!r} (in {text!r}) is not one the host knows")
+    if isinstance(node, ast.Subscript):
+        base = _from_node(node.value, text)
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if base is Literal:
+            values = [_from_node(i, text) for i in items]
+            return Literal[tuple(typing.get_args(v)[0] if typing.get_origin(v) is Literal else v for v in values)]
+        if base in (list, dict, tuple, set, frozenset, Sequence, Mapping, typing.Optional, typing.Union):
+            args = tuple(Ellipsis if isinstance(i, ast.Constant) and i.value is Ellipsis else _from_node(i, text)
+                         for i in items)
+            try:
+                return base[args if len(args) > 1 else args[0]]
+            except TypeError as exc:
+                raise TypeTextError(f"{text!r}: {exc}") from None
+        raise TypeTextError(f"{text!r}: {ast.unparse(node.value)} takes no [...]")
+    raise TypeTextError(f"{text!r}: {ast.unparse(node)!r} is not a type")
+
+
+# -- registration: is the declaration itself sound? --------------------------------------------
+def check_declared(kind: str, owner: str, declared: Sequence[Param]) -> list[str]:
+    """Raise :class:`PluginParamError` for a declaration that cannot work (a type text that is no
+    type, a default that is not of its own type, a name twice); return warnings (a type text
+    naming a type the host does not know: its values go unchecked)."""
+    warnings: list[str] = []
+    seen: set[str] = set()
+    for p in declared:
+        if not isinstance(p, Param):
+            raise param_error(kind, owner, str(getattr(p, "name", p)), f"declared as {type(p).__name__}, not a "
+                              "grpo_host.Param(name, type, default, help)")
+        if p.name in seen:
+            raise param_error(kind, owner, p.name, "declared twice")
+        seen.add(p.name)
+        if p.problem.startswith("syntax: "):
+            raise param_error(kind, owner, p.name, f"its type {p.problem[8:]}; declare a Python type, e.g. "
+                              f"Param({p.name!r}, int | None, ...), or text such as 'int | None'")
+        if p.problem:
+            warnings.append(f"{kind} {owner!r} param {p.name!r}: {p.problem}; its values are passed unchecked "
+                            f"(declare it with a Python type to have them checked)")
+        elif not conforms(p.default, p.type):
+            raise param_error(kind, owner, p.name, f"its default {_SHORT.repr(p.default)} is not a {p.text}; "
+                              "the plugin's declaration is wrong: report it to its authors")
+    return warnings
+
+
+def conforms(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` already is of ``annotation`` as YAML or JSON would hold it (a list for a
+    tuple, an int for a float; a bool is not a number). No pydantic: it runs at registration.
+    An annotation it cannot judge (a protocol, a callable) is taken as met."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is object:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    if origin is typing.Annotated:
+        return conforms(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, a) for a in args)
+    if origin is Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    base = origin or annotation
+    if base in (list, set, frozenset, tuple, Sequence) or base is typing.Sequence:
+        if not isinstance(value, (list, tuple, set, frozenset)) or isinstance(value, str):
+            return False
+        if base is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(conforms(v, a) for v, a in zip(value, args, strict=True))
+        return not args or all(conforms(v, args[0]) for v in value)
+    if base in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            return False
+        return len(args) != 2 or all(conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items())
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+# -- values a user set ---------------------------------------------------------------------------
+def resolve(kind: str, owner: str, declared: Iterable[Param], given: Mapping[str, Any] | None, *,
+            also_known: Sequence[str] = (), annotations: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults overlaid with ``given``, each given value validated against its param's type.
+
+    An undeclared name is an error with a did-you-mean (``also_known``: names the error lists
+    as taken too, a reward's host params). ``annotations`` override the params' own types (a
+    reward's type hints, resolved from its function)."""
+    params = {p.name: p for p in declared}
+    resolved = {name: p.default for name, p in params.items()}
+    for key, value in (given or {}).items():
+        if key not in params:
+            known = [*params, *also_known]
+            raise param_error(kind, owner, key, "", message=(
+                f"{kind} {owner!r} has no param {key!r}; its params: "
+                f"{', '.join(known) or '(none)'}{did_you_mean(key, known)}"))
+        p = params[key]
+        if annotations is not None and key in annotations:
+            resolved[key] = validate(kind, owner, key, value, annotations[key], p.text)
+        else:
+            resolved[key] = validate(kind, owner, key, value, p.type, p.text) if p.checked else value
+    return resolved
+
+
+def validate(kind: str, owner: str, name: str, value: Any, annotation: Any, text: str = "") -> Any:
+    """``value`` as ``annotation`` (pydantic, lax: ``"8"`` is 8), or :class:`PluginParamError`."""
+    if annotation is Any or annotation is object:
+        return value
+    expected = text or type_text(annotation)
+    if isinstance(value, bool) and not _admits_bool(annotation):
+        raise param_error(kind, owner, name, f"{value!r} is not a valid {expected} (a true/false where "
+                          "a value is expected)")
+    from pydantic import ValidationError
+
+    try:
+        return _adapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "".join(f"[{part!r}]" for part in first.get("loc", ()))
+        raise param_error(kind, owner, name, f"{_SHORT.repr(value)} is not a valid {expected} "
+                          f"({'at ' + where + ': ' if where else ''}{first['msg']})") from None
+    except RecursionError:
+        raise param_error(kind, owner, name, f"{_SHORT.repr(value)} is nested too deeply to check") from None
+
+
+def _admits_bool(annotation: Any) -> bool:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _admits_bool(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits_bool(a) for a in args)
+    if origin is Literal:
+        return any(isinstance(a, bool) for a in args)
+    return annotation in (bool, Any, object) or not isinstance(annotation, type) and origin is None
+
+
+def _adapter(annotation: Any) -> Any:
+    try:
+        return _cached_adapter(annotation)
+    except TypeError:  # an unhashable annotation: built each time
+        return _build_adapter(annotation)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_adapter(annotation: Any) -> Any:
+    return _build_adapter(annotation)
+
+
+def _build_adapter(annotation: Any) -> Any:
+    from pydantic import ConfigDict, TypeAdapter
+
+    # A plugin's own class (an enum, a path type) is checked with isinstance.
+    try:
+        return TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # noqa: BLE001 - pydantic refuses config for some types; and some it cannot build
+        try:
+            return TypeAdapter(annotation)
+        except Exception:  # noqa: BLE001
+            return TypeAdapter(Any)
+
+
+__all__ = ["Param", "PluginParamError", "annotation_from_text", "check_declared", "conforms", "resolve",
+           "type_text", "validate"]
