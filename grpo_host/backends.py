@@ -11,7 +11,6 @@ from typing import Any
 from grpo_host.plugins.params import Param as Param  # re-exported: grpo_host.backends.Param
 from grpo_host.plugins.params import check_declared, resolve
 
-
 BackendParam = Param  # the name backends import
 
 

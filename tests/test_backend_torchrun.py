@@ -12,7 +12,6 @@ import pytest
 pytest.importorskip("grpo_backend_torchrun")
 
 from grpo_backend_torchrun import PARAMS, TORCHRUN_FSDP  # noqa: E402
-from grpo_host.errors import PluginParamError  # noqa: E402
 from grpo_backend_torchrun.launch import (  # noqa: E402
     BackendError,
     Topology,
@@ -21,6 +20,8 @@ from grpo_backend_torchrun.launch import (  # noqa: E402
     resolve_topology,
     torchrun_argv,
 )
+
+from grpo_host.errors import PluginParamError  # noqa: E402
 
 WORKER = [sys.executable, "-m", "grpo_host.training.worker", "--config", "/runs/a/run_config.yaml"]
 DEFAULTS = {p.name: p.default for p in PARAMS}

@@ -10,7 +10,13 @@ import pytest
 
 from grpo_host.config import DataSection
 from grpo_host.datasets import DatasetSpec
-from grpo_host.errors import GrpoHostError, NameConflictError, PluginParamError, RewardParamError, UnknownNameError
+from grpo_host.errors import (
+    GrpoHostError,
+    NameConflictError,
+    PluginParamError,
+    RewardParamError,
+    UnknownNameError,
+)
 from grpo_host.plugins.manager import PluginManager
 
 from .conftest import run_cli, write_distribution

@@ -31,10 +31,30 @@ from grpo_host.errors import PluginParamError, did_you_mean, param_error
 
 # The names a type text may use, and what each means.
 _TEXT_NAMES: dict[str, Any] = {
-    "int": int, "float": float, "str": str, "bool": bool, "bytes": bytes, "None": None, "NoneType": None,
-    "Any": Any, "any": Any, "object": object, "list": list, "dict": dict, "tuple": tuple, "set": set,
-    "frozenset": frozenset, "Sequence": Sequence, "Mapping": Mapping, "List": list, "Dict": dict,
-    "Tuple": tuple, "Set": set, "Literal": Literal, "Optional": typing.Optional, "Union": typing.Union,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "bytes": bytes,
+    "None": None,
+    "NoneType": None,
+    "Any": Any,
+    "any": Any,
+    "object": object,
+    "list": list,
+    "dict": dict,
+    "tuple": tuple,
+    "set": set,
+    "frozenset": frozenset,
+    "Sequence": Sequence,
+    "Mapping": Mapping,
+    "List": list,
+    "Dict": dict,
+    "Tuple": tuple,
+    "Set": set,
+    "Literal": Literal,
+    "Optional": typing.Optional,
+    "Union": typing.Union,
 }
 _SHORT = reprlib.Repr()
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 60, 60, 3, 6, 6
@@ -141,10 +161,14 @@ def _from_node(node: ast.expr, text: str) -> Any:
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         if base is Literal:
             values = [_from_node(i, text) for i in items]
-            return Literal[tuple(typing.get_args(v)[0] if typing.get_origin(v) is Literal else v for v in values)]
+            return Literal[
+                tuple(typing.get_args(v)[0] if typing.get_origin(v) is Literal else v for v in values)
+            ]
         if base in (list, dict, tuple, set, frozenset, Sequence, Mapping, typing.Optional, typing.Union):
-            args = tuple(Ellipsis if isinstance(i, ast.Constant) and i.value is Ellipsis else _from_node(i, text)
-                         for i in items)
+            args = tuple(
+                Ellipsis if isinstance(i, ast.Constant) and i.value is Ellipsis else _from_node(i, text)
+                for i in items
+            )
             try:
                 return base[args if len(args) > 1 else args[0]]
             except TypeError as exc:
@@ -162,20 +186,36 @@ def check_declared(kind: str, owner: str, declared: Sequence[Param]) -> list[str
     seen: set[str] = set()
     for p in declared:
         if not isinstance(p, Param):
-            raise param_error(kind, owner, str(getattr(p, "name", p)), f"declared as {type(p).__name__}, not a "
-                              "grpo_host.Param(name, type, default, help)")
+            raise param_error(
+                kind,
+                owner,
+                str(getattr(p, "name", p)),
+                f"declared as {type(p).__name__}, not a grpo_host.Param(name, type, default, help)",
+            )
         if p.name in seen:
             raise param_error(kind, owner, p.name, "declared twice")
         seen.add(p.name)
         if p.problem.startswith("syntax: "):
-            raise param_error(kind, owner, p.name, f"its type {p.problem[8:]}; declare a Python type, e.g. "
-                              f"Param({p.name!r}, int | None, ...), or text such as 'int | None'")
+            raise param_error(
+                kind,
+                owner,
+                p.name,
+                f"its type {p.problem[8:]}; declare a Python type, e.g. "
+                f"Param({p.name!r}, int | None, ...), or text such as 'int | None'",
+            )
         if p.problem:
-            warnings.append(f"{kind} {owner!r} param {p.name!r}: {p.problem}; its values are passed unchecked "
-                            f"(declare it with a Python type to have them checked)")
+            warnings.append(
+                f"{kind} {owner!r} param {p.name!r}: {p.problem}; its values are passed unchecked "
+                f"(declare it with a Python type to have them checked)"
+            )
         elif not conforms(p.default, p.type):
-            raise param_error(kind, owner, p.name, f"its default {_SHORT.repr(p.default)} is not a {p.text}; "
-                              "the plugin's declaration is wrong: report it to its authors")
+            raise param_error(
+                kind,
+                owner,
+                p.name,
+                f"its default {_SHORT.repr(p.default)} is not a {p.text}; "
+                "the plugin's declaration is wrong: report it to its authors",
+            )
     return warnings
 
 
@@ -217,8 +257,15 @@ def conforms(value: Any, annotation: Any) -> bool:
 
 
 # -- values a user set ---------------------------------------------------------------------------
-def resolve(kind: str, owner: str, declared: Iterable[Param], given: Mapping[str, Any] | None, *,
-            also_known: Sequence[str] = (), annotations: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resolve(
+    kind: str,
+    owner: str,
+    declared: Iterable[Param],
+    given: Mapping[str, Any] | None,
+    *,
+    also_known: Sequence[str] = (),
+    annotations: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Defaults overlaid with ``given``, each given value validated against its param's type.
 
     An undeclared name is an error with a did-you-mean (``also_known``: names the error lists
@@ -229,9 +276,16 @@ def resolve(kind: str, owner: str, declared: Iterable[Param], given: Mapping[str
     for key, value in (given or {}).items():
         if key not in params:
             known = [*params, *also_known]
-            raise param_error(kind, owner, key, "", message=(
-                f"{kind} {owner!r} has no param {key!r}; its params: "
-                f"{', '.join(known) or '(none)'}{did_you_mean(key, known)}"))
+            raise param_error(
+                kind,
+                owner,
+                key,
+                "",
+                message=(
+                    f"{kind} {owner!r} has no param {key!r}; its params: "
+                    f"{', '.join(known) or '(none)'}{did_you_mean(key, known)}"
+                ),
+            )
         p = params[key]
         if annotations is not None and key in annotations:
             resolved[key] = validate(kind, owner, key, value, annotations[key], p.text)
@@ -246,8 +300,9 @@ def validate(kind: str, owner: str, name: str, value: Any, annotation: Any, text
         return value
     expected = text or type_text(annotation)
     if isinstance(value, bool) and not _admits_bool(annotation):
-        raise param_error(kind, owner, name, f"{value!r} is not a valid {expected} (a true/false where "
-                          "a value is expected)")
+        raise param_error(
+            kind, owner, name, f"{value!r} is not a valid {expected} (a true/false where a value is expected)"
+        )
     from pydantic import ValidationError
 
     try:
@@ -255,8 +310,13 @@ def validate(kind: str, owner: str, name: str, value: Any, annotation: Any, text
     except ValidationError as exc:
         first = exc.errors()[0]
         where = "".join(f"[{part!r}]" for part in first.get("loc", ()))
-        raise param_error(kind, owner, name, f"{_SHORT.repr(value)} is not a valid {expected} "
-                          f"({'at ' + where + ': ' if where else ''}{first['msg']})") from None
+        raise param_error(
+            kind,
+            owner,
+            name,
+            f"{_SHORT.repr(value)} is not a valid {expected} "
+            f"({'at ' + where + ': ' if where else ''}{first['msg']})",
+        ) from None
     except RecursionError:
         raise param_error(kind, owner, name, f"{_SHORT.repr(value)} is nested too deeply to check") from None
 
@@ -297,5 +357,13 @@ def _build_adapter(annotation: Any) -> Any:
             return TypeAdapter(Any)
 
 
-__all__ = ["Param", "PluginParamError", "annotation_from_text", "check_declared", "conforms", "resolve",
-           "type_text", "validate"]
+__all__ = [
+    "Param",
+    "PluginParamError",
+    "annotation_from_text",
+    "check_declared",
+    "conforms",
+    "resolve",
+    "type_text",
+    "validate",
+]
