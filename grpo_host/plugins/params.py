@@ -309,7 +309,10 @@ def validate(kind: str, owner: str, name: str, value: Any, annotation: Any, text
         return _adapter(annotation).validate_python(value)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = "".join(f"[{part!r}]" for part in first.get("loc", ()))
+        loc = tuple(first.get("loc", ()))
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            loc = loc[1:]  # the first part names the union's member pydantic tried
+        where = "".join(f"[{part!r}]" for part in loc)
         raise param_error(
             kind,
             owner,
