@@ -23,7 +23,7 @@ import functools
 import reprlib
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,12 +91,7 @@ class Param:
         declared = self.type
         if isinstance(declared, str):
             text = self.text or declared
-            try:
-                annotation, checked, problem = annotation_from_text(declared), True, ""
-            except UnknownTypeName as exc:
-                annotation, checked, problem = Any, False, str(exc)
-            except TypeTextError as exc:
-                annotation, checked, problem = Any, False, f"syntax: {exc}"
+            annotation, checked, problem = _read_text(declared)
         else:
             annotation, checked, problem = declared, True, ""
             text = self.text or type_text(declared)
@@ -131,7 +126,18 @@ def type_text(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)
+def _read_text(text: str) -> tuple[Any, bool, str]:
+    """``(annotation, checked, problem)`` for a type text; one parse per distinct text (a plugin
+    with a hundred data sources repeats a few)."""
+    try:
+        return annotation_from_text(text), True, ""
+    except UnknownTypeName as exc:
+        return Any, False, str(exc)
+    except TypeTextError as exc:
+        return Any, False, f"syntax: {exc}"
+
+
 def annotation_from_text(text: str) -> Any:
     """The annotation a type text spells, read without evaluating it: ``"int | 'auto'"`` is
     ``int | Literal['auto']``. Raises :class:`TypeTextError` for text that is no annotation,
@@ -219,10 +225,22 @@ def check_declared(kind: str, owner: str, declared: Sequence[Param]) -> list[str
     return warnings
 
 
+_PLAIN: dict[Any, Callable[[Any], bool]] = {
+    int: lambda v: type(v) is int or isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+    bool: lambda v: isinstance(v, bool),
+}
+
+
 def conforms(value: Any, annotation: Any) -> bool:
     """Whether ``value`` already is of ``annotation`` as YAML or JSON would hold it (a list for a
     tuple, an int for a float; a bool is not a number). No pydantic: it runs at registration.
     An annotation it cannot judge (a protocol, a callable) is taken as met."""
+    if (
+        type(annotation) is type and annotation in _PLAIN
+    ):  # the common case first: registration checks every default
+        return _PLAIN[annotation](value)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any or annotation is object:
         return True
@@ -234,12 +252,6 @@ def conforms(value: Any, annotation: Any) -> bool:
         return any(conforms(value, a) for a in args)
     if origin is Literal:
         return any(type(value) is type(a) and value == a for a in args)
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
     base = origin or annotation
     if base in (list, set, frozenset, tuple, Sequence) or base is typing.Sequence:
         if not isinstance(value, (list, tuple, set, frozenset)) or isinstance(value, str):
