@@ -67,8 +67,11 @@ def test_text_types_are_checked_like_real_ones():
                   Param("tags", "list[str] | None", None), Param("rate", "float", 0.5))
     assert old.check_params({"workers": "8", "rate": 2, "tags": ["a"]}) == {
         "workers": 8, "mode": "fast", "tags": ["a"], "rate": 2.0}
-    with pytest.raises(PluginParamError, match="'medium' is not a valid 'fast' | 'slow'"):
+    with pytest.raises(PluginParamError) as info:
         old.check_params({"mode": "medium"})
+    assert "backend 'probe' param 'mode': 'medium' is not a valid 'fast' | 'slow'" in str(info.value)
+    assert annotation_from_text("typing.Optional[typing.Literal['a', 1]]") == Literal["a", 1] | None
+    assert annotation_from_text("Sequence[tuple[int, str]]") is not None
 
 
 # -- happy paths, one per kind -------------------------------------------------------------------

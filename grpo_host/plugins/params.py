@@ -158,7 +158,7 @@ def _from_node(node: ast.expr, text: str) -> Any:
         if isinstance(node.value, (str, int, float, bool)):
             return Literal[node.value]
     if isinstance(node, (ast.Name, ast.Attribute)):
-        name = ast.unparse(node)
+        name = ast.unparse(node).removeprefix("typing.").removeprefix("collections.abc.")
         if name in _TEXT_NAMES:
             return _TEXT_NAMES[name]
         raise UnknownTypeName(f"type {name!r} (in {text!r}) is not one the host knows")
