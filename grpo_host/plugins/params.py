@@ -94,17 +94,27 @@ class Param:
             annotation, checked, problem = _read_text(declared)
         else:
             annotation, checked, problem = declared, True, ""
-            text = self.text or type_text(declared)
-        object.__setattr__(self, "type", annotation)
-        object.__setattr__(self, "text", text)
-        object.__setattr__(self, "checked", checked)
-        object.__setattr__(self, "problem", problem)
+            text = self.text or _cached_text(declared)
+        # Frozen: the normalised fields go in at once (registration builds hundreds of these).
+        self.__dict__.update(type=annotation, text=text, checked=checked, problem=problem)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.text, "default": self.default, "help": self.help}
 
 
 # -- type text ---------------------------------------------------------------------------------
+def _cached_text(annotation: Any) -> str:
+    try:
+        return _type_text_of(annotation)
+    except TypeError:  # unhashable
+        return type_text(annotation)
+
+
+@functools.lru_cache(maxsize=512)
+def _type_text_of(annotation: Any) -> str:
+    return type_text(annotation)
+
+
 def type_text(annotation: Any) -> str:
     """How an annotation is shown: ``int | None``, ``'auto' | 'no'``, ``list[str]``."""
     if annotation is Any:
@@ -138,10 +148,20 @@ def _read_text(text: str) -> tuple[Any, bool, str]:
         return Any, False, f"syntax: {exc}"
 
 
+# The texts plugins write most, read without a parse (a start-up lists every plugin's params).
+_COMMON_TEXTS: dict[str, Any] = {
+    "int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list, "tuple": tuple,
+    "Any": Any, "int | None": int | None, "float | None": float | None, "str | None": str | None,
+    "bool | None": bool | None, "list[str]": list[str], "list[int]": list[int], "list[float]": list[float],
+}  # fmt: skip
+
+
 def annotation_from_text(text: str) -> Any:
     """The annotation a type text spells, read without evaluating it: ``"int | 'auto'"`` is
     ``int | Literal['auto']``. Raises :class:`TypeTextError` for text that is no annotation,
     :class:`UnknownTypeName` for one naming a type not in ``_TEXT_NAMES``."""
+    if text in _COMMON_TEXTS:
+        return _COMMON_TEXTS[text]
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
@@ -225,47 +245,79 @@ def check_declared(kind: str, owner: str, declared: Sequence[Param]) -> list[str
     return warnings
 
 
-_PLAIN: dict[Any, Callable[[Any], bool]] = {
-    int: lambda v: type(v) is int or isinstance(v, int) and not isinstance(v, bool),
-    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    str: lambda v: isinstance(v, str),
-    bool: lambda v: isinstance(v, bool),
-}
-
-
 def conforms(value: Any, annotation: Any) -> bool:
     """Whether ``value`` already is of ``annotation`` as YAML or JSON would hold it (a list for a
     tuple, an int for a float; a bool is not a number). No pydantic: it runs at registration.
     An annotation it cannot judge (a protocol, a callable) is taken as met."""
-    if (
-        type(annotation) is type and annotation in _PLAIN
-    ):  # the common case first: registration checks every default
-        return _PLAIN[annotation](value)
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    return conforms_to(annotation)(value)
+
+
+@functools.lru_cache(maxsize=512)
+def _checker(annotation: Any) -> Callable[[Any], bool]:
+    return _build_checker(annotation)
+
+
+def _build_checker(annotation: Any) -> Callable[[Any], bool]:
+    """The check for one annotation, built once: registration runs it on every default."""
     if annotation is Any or annotation is object:
-        return True
+        return lambda v: True
     if annotation is None or annotation is type(None):
-        return value is None
+        return lambda v: v is None
+    if annotation is bool:
+        return lambda v: v is True or v is False
+    if annotation is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if annotation is float:
+        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
-        return conforms(value, args[0])
+        return conforms_to(args[0])
     if origin in (typing.Union, types.UnionType):
-        return any(conforms(value, a) for a in args)
+        members = [conforms_to(a) for a in args]
+
+        def union(v: Any) -> bool:
+            for member in members:
+                if member(v):
+                    return True
+            return False
+
+        return union
     if origin is Literal:
-        return any(type(value) is type(a) and value == a for a in args)
+        return lambda v: any(type(v) is type(a) and v == a for a in args)
     base = origin or annotation
-    if base in (list, set, frozenset, tuple, Sequence) or base is typing.Sequence:
-        if not isinstance(value, (list, tuple, set, frozenset)) or isinstance(value, str):
-            return False
-        if base is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(conforms(v, a) for v, a in zip(value, args, strict=True))
-        return not args or all(conforms(v, args[0]) for v in value)
+    if base in (list, set, frozenset, tuple, Sequence):
+        fixed = base is tuple and bool(args) and args[-1] is not Ellipsis
+        items = [conforms_to(a) for a in args] if fixed else []
+        each = conforms_to(args[0]) if args and not fixed else None
+
+        def sequence(v: Any) -> bool:
+            if not isinstance(v, (list, tuple, set, frozenset)):
+                return False
+            if fixed:
+                return len(v) == len(items) and all(m(x) for m, x in zip(items, v, strict=True))
+            return each is None or all(each(x) for x in v)
+
+        return sequence
     if base in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            return False
-        return len(args) != 2 or all(conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items())
+        key, val = (conforms_to(args[0]), conforms_to(args[1])) if len(args) == 2 else (None, None)
+
+        def mapping(v: Any) -> bool:
+            if not isinstance(v, Mapping):
+                return False
+            return key is None or val is None or all(key(k) and val(x) for k, x in v.items())
+
+        return mapping
     if isinstance(annotation, type):
-        return isinstance(value, annotation)
-    return True
+        return lambda v: isinstance(v, annotation)
+    return lambda v: True
+
+
+def conforms_to(annotation: Any) -> Callable[[Any], bool]:
+    """The check :func:`conforms` runs for ``annotation``, cached per annotation."""
+    try:
+        return _checker(annotation)
+    except TypeError:  # an unhashable annotation: its check built each time
+        return _build_checker(annotation)
 
 
 # -- values a user set ---------------------------------------------------------------------------
