@@ -9,9 +9,11 @@ for an ``int``; a bool is never taken for a number) and the same errors
 (:class:`~grpo_host.errors.PluginParamError`, naming the kind, the plugin and the param).
 
 A type may still be given as text, as the host's first plugins did (``"int | 'auto'"``): the
-text is read (never evaluated) into the annotation it spells. Text that is not an annotation
-at all (``"int |"``) is refused when the plugin registers; one naming a type the host does not
-know (``"MyEnum"``) is shown as written and its values are passed unchecked, with a warning.
+text is read (never evaluated) into the annotation it spells. Text it cannot read (``"int |"``,
+``"HOST:PORT"``, a type it does not know such as ``"MyEnum"``) is shown as written and its
+values are passed unchecked, with a warning when the plugin registers: types were free text
+once, and such a plugin keeps working. A default that is not of its own declared type, or a
+name declared twice, is refused when the plugin registers.
 
 pydantic is imported only when a value is validated: listing plugins stays cheap.
 """
@@ -143,9 +145,9 @@ def _read_text(text: str) -> tuple[Any, bool, str]:
     try:
         return annotation_from_text(text), True, ""
     except UnknownTypeName as exc:
-        return Any, False, str(exc)
+        return Any, False, f"its type text {exc}"
     except TypeTextError as exc:
-        return Any, False, f"syntax: {exc}"
+        return Any, False, f"its type text {exc}"
 
 
 # The texts plugins write most, read without a parse (a start-up lists every plugin's params).
@@ -181,7 +183,7 @@ def _from_node(node: ast.expr, text: str) -> Any:
         name = ast.unparse(node).removeprefix("typing.").removeprefix("collections.abc.")
         if name in _TEXT_NAMES:
             return _TEXT_NAMES[name]
-        raise UnknownTypeName(f"type {name!r} (in {text!r}) is not one the host knows")
+        raise UnknownTypeName(f"{text!r} names {name!r}, a type the host does not know")
     if isinstance(node, ast.Subscript):
         base = _from_node(node.value, text)
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
@@ -198,16 +200,20 @@ def _from_node(node: ast.expr, text: str) -> Any:
             try:
                 return base[args if len(args) > 1 else args[0]]
             except TypeError as exc:
-                raise TypeTextError(f"{text!r}: {exc}") from None
-        raise TypeTextError(f"{text!r}: {ast.unparse(node.value)} takes no [...]")
-    raise TypeTextError(f"{text!r}: {ast.unparse(node)!r} is not a type")
+                raise TypeTextError(f"{text!r} is not a type ({exc})") from None
+        raise TypeTextError(f"{text!r} subscripts {ast.unparse(node.value)}, which takes no [...]")
+    part = ast.unparse(node)
+    raise TypeTextError(
+        f"{text!r} is not a type" + ("" if part == text.strip() else f" ({part!r} is not one)")
+    )
 
 
 # -- registration: is the declaration itself sound? --------------------------------------------
 def check_declared(kind: str, owner: str, declared: Sequence[Param]) -> list[str]:
-    """Raise :class:`PluginParamError` for a declaration that cannot work (a type text that is no
-    type, a default that is not of its own type, a name twice); return warnings (a type text
-    naming a type the host does not know: its values go unchecked)."""
+    """Raise :class:`PluginParamError` for a declaration that cannot work (a default that is not
+    of its own type, a name twice, something not a ``Param``); return warnings for type texts
+    the host cannot read (no type at all, or naming a type it does not know): their values go
+    unchecked, so a plugin written when the type was free text keeps working."""
     warnings: list[str] = []
     seen: set[str] = set()
     for p in declared:
@@ -221,18 +227,10 @@ def check_declared(kind: str, owner: str, declared: Sequence[Param]) -> list[str
         if p.name in seen:
             raise param_error(kind, owner, p.name, "declared twice")
         seen.add(p.name)
-        if p.problem.startswith("syntax: "):
-            raise param_error(
-                kind,
-                owner,
-                p.name,
-                f"its type {p.problem[8:]}; declare a Python type, e.g. "
-                f"Param({p.name!r}, int | None, ...), or text such as 'int | None'",
-            )
-        if p.problem:
+        if p.problem:  # an old plugin's free text ("HOST:PORT") keeps working, unchecked
             warnings.append(
-                f"{kind} {owner!r} param {p.name!r}: {p.problem}; its values are passed unchecked "
-                f"(declare it with a Python type to have them checked)"
+                f"{kind} {owner!r} param {p.name!r}: {p.problem}, so its values are passed unchecked; "
+                f"declare a Python type (Param({p.name!r}, int | None, ...)) or text such as 'int | None'"
             )
         elif not conforms(p.default, p.type):
             raise param_error(
