@@ -74,7 +74,7 @@ def plain_worker(config_path: str, times_path: str) -> None:
     from grpo_host.config import load_resolved
     from grpo_host.training.data import load_datasets
     from grpo_host.training.model import build_model
-    from grpo_host.training.worker import cpu_threads
+    from grpo_host.training.process import cpu_threads
 
     config = load_resolved(config_path)
     threads = cpu_threads(config)  # the same thread count as the host's worker

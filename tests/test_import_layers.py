@@ -25,9 +25,6 @@ KNOWN_CIRCLES = {
     frozenset(
         {"grpo_host.rewards.spec", "grpo_host.rewards.worker"}
     ): "spec.py imports worker.memory_error_text; spec.py is being reworked (host params, issue 23 item 2)",
-    frozenset(
-        {"grpo_host.training.finished", "grpo_host.training.worker"}
-    ): "finished.py reads worker.SUMMARY_FILE; worker.py is being cut into stages (issue 23 item 1)",
 }
 
 

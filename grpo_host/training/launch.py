@@ -30,6 +30,8 @@ from grpo_host.errors import BrokenPluginError, GrpoHostError
 from grpo_host.training.cluster import scheduler_cluster
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.progress import Progress
+
     from grpo_host.plugins.manager import PluginManager
 
 RESOLVED_CONFIG = "run_config.yaml"
@@ -80,8 +82,10 @@ def check_run(config: RunConfig, manager: PluginManager | None = None) -> tuple[
             problems.append(f"tracking: {exc}")
     problems += _check_data_source(config, manager)
     from grpo_host.training.data import check_local_data
+    from grpo_host.training.outputs import resume_problem
 
     problems += check_local_data(config.data)
+    problems += [p for p in [resume_problem(config)] if p]
     try:
         check_grpo_fields(config.grpo)
     except GrpoHostError as exc:
@@ -112,7 +116,7 @@ def _check_data_source(config: RunConfig, manager: PluginManager) -> list[str]:
 
 def prepare(config: RunConfig, manager: PluginManager | None = None, *, write: bool = True) -> PreparedRun:
     backend, params = check_run(config, manager)
-    output_dir = Path(config.output.dir)
+    output_dir = Path(config.output.dir or ".")  # load_config resolves it; "." for a config built by hand
     config_path = output_dir / RESOLVED_CONFIG
     if write:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -230,8 +234,8 @@ class ProgressView:
         self.console = console
         self.reward_names = reward_names
         self.live = console.is_terminal
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: Any = None  # rich's TaskID, once the bar is live
         self.last_event: dict[str, Any] = {}
         self.end: dict[str, Any] | None = None
         self._last_plain = 0.0
