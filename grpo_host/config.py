@@ -94,12 +94,16 @@ class ModelSection(_Section):
                              "model id or a local folder")
         return value
 
+    @field_validator("builtin", mode="before")
+    @classmethod
+    def _builtin_null(cls, value: Any) -> Any:
+        return {} if value is None else value  # `--set model.builtin=null` drops the default's fields
+
     @model_validator(mode="after")
     def _builtin_only_for_the_builtin_model(self) -> ModelSection:
         if self.builtin and self.id != BUILTIN_MODEL:
             raise ValueError(f"model.builtin is only for model.id {BUILTIN_MODEL}, and model.id is {self.id!r}: "
-                             "remove model.builtin (the embedded default sets it: copy it with "
-                             "`grpo-host train --print-config > run.yaml` and delete the builtin: block)")
+                             "remove model.builtin (over the embedded default: --set model.builtin=null)")
         return self
 
 

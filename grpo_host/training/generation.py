@@ -46,8 +46,9 @@ def generation_choice(config: RunConfig, *, cuda: bool, sharded: bool) -> tuple[
     if sharded:
         return "off", "auto with FSDP/DeepSpeed: TRL's default (the fast path is untested on sharded weights)"
     kind = "QLoRA" if config.quantization.load_in_4bit else "LoRA" if config.peft.enabled else None
-    return "static-compile", "auto on a CUDA GPU" + (f" ({kind})" if kind else "") + \
-        ": static KV cache with a compiled decode step"
+    return "static-compile", "auto on a CUDA GPU" + (
+        f" ({kind})" if kind else ""
+    ) + ": static KV cache with a compiled decode step"
 
 
 # A merged sampling copy is taken only while it leaves most of the GPU to training.
@@ -65,7 +66,9 @@ def apply_generation_speed(trainer: Any, config: RunConfig, built: BuiltModel) -
     optimizer updates the weights: it updates them in place, so the captured graphs read the
     new values. With LoRA/QLoRA the policy samples from a merged copy (:func:`lora_sampling`).
     """
-    sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+    sharded = bool(
+        getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False)
+    )
     path, why = generation_choice(config, cuda=cuda(), sharded=sharded)
     gen = getattr(trainer, "generation_config", None)
     if path != "off" and gen is None:
@@ -77,13 +80,20 @@ def apply_generation_speed(trainer: Any, config: RunConfig, built: BuiltModel) -
         kwargs = getattr(trainer, "generation_kwargs", None)
         if isinstance(kwargs, dict):  # TRL's copy of the same settings (used on transformers < 5)
             kwargs["cache_implementation"] = "static"
-        if hasattr(gen, "max_cache_len") and os.environ.get("GRPO_HOST_STATIC_CACHE_LEN", "").lower() != "off":
+        if (
+            hasattr(gen, "max_cache_len")
+            and os.environ.get("GRPO_HOST_STATIC_CACHE_LEN", "").lower() != "off"
+        ):
             gen.max_cache_len = static_cache_length(trainer)
             result["max_cache_len"] = gen.max_cache_len
         if built.peft_config is not None:
             result["sampling"], result["sampling_why"] = lora_sampling(trainer, config, built)
-    log.info("generation: %s (%s)%s", path, why,
-             f"; sampling from {result['sampling']} ({result['sampling_why']})" if "sampling" in result else "")
+    log.info(
+        "generation: %s (%s)%s",
+        path,
+        why,
+        f"; sampling from {result['sampling']} ({result['sampling_why']})" if "sampling" in result else "",
+    )
     if path == "off" and not config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is not None:
         log.info("generation: vllm is installed; grpo.use_vllm: true makes TRL generate with it instead")
     return result
@@ -110,8 +120,11 @@ def static_cache_length(trainer: Any) -> int | None:
     for i in range(min(len(data), _PROMPTS_MEASURED)):
         prompt = data[i]["prompt"]
         try:
-            ids = (tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
-                   if isinstance(prompt, list) else tok(prompt)["input_ids"])
+            ids = (
+                tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+                if isinstance(prompt, list)
+                else tok(prompt)["input_ids"]
+            )
         except Exception:  # noqa: BLE001 - a prompt TRL will shape itself (images, tools): leave sizing to it
             return None
         longest = max(longest, len(ids))
@@ -147,10 +160,14 @@ def lora_sampling(trainer: Any, config: RunConfig, built: BuiltModel) -> tuple[s
     if cuda() and forced != "merged":
         free, _ = torch.cuda.mem_get_info()
         if need > _COPY_SHARE_OF_FREE * free:
-            return "adapters", (f"a merged copy needs {need / 2**30:.1f} GiB, over half the "
-                                f"{free / 2**30:.1f} GiB free")
+            return "adapters", (
+                f"a merged copy needs {need / 2**30:.1f} GiB, over half the {free / 2**30:.1f} GiB free"
+            )
     sampling_copy.attach(model, sampling_copy.MergedSampler(model, dtype))
-    return "merged copy", f"{need / 2**30:.2f} GiB, {str(dtype).removeprefix('torch.')}, refreshed before each generate"
+    return (
+        "merged copy",
+        f"{need / 2**30:.2f} GiB, {str(dtype).removeprefix('torch.')}, refreshed before each generate",
+    )
 
 
 def compile_counters() -> dict[str, int]:
@@ -158,6 +175,8 @@ def compile_counters() -> dict[str, int]:
     recompile): logged each step on the compiled path so a run shows whether it recompiles."""
     from torch._dynamo.utils import counters
 
-    return {"generation/compiled_frames": int(counters["frames"]["ok"]),
-            "generation/graph_breaks": int(sum(counters["graph_break"].values())),
-            "generation/cudagraph_skips": int(counters["inductor"].get("cudagraph_skips", 0))}
+    return {
+        "generation/compiled_frames": int(counters["frames"]["ok"]),
+        "generation/graph_breaks": int(sum(counters["graph_break"].values())),
+        "generation/cudagraph_skips": int(counters["inductor"].get("cudagraph_skips", 0)),
+    }

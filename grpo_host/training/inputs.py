@@ -32,7 +32,9 @@ class Inputs:
     args: Any  # trl.GRPOConfig
 
 
-def build_inputs(config: RunConfig, process: Process, manager: PluginManager, reward_weights: list[float]) -> Inputs:
+def build_inputs(
+    config: RunConfig, process: Process, manager: PluginManager, reward_weights: list[float]
+) -> Inputs:
     from grpo_host.training.callbacks import emit_progress
     from grpo_host.training.data import load_raw_datasets, shape_datasets
     from grpo_host.training.model import build_model, resolve_precision
@@ -59,8 +61,13 @@ def backend_setup(config: RunConfig, manager: PluginManager, model: Any) -> Work
     return spec.prepare_worker(spec.check_params(dict(config.backend.params)), model, config)
 
 
-def grpo_args(config: RunConfig, precision: str, reward_weights: list[float], has_eval: bool,
-              backend_args: dict[str, Any] | None = None) -> Any:
+def grpo_args(
+    config: RunConfig,
+    precision: str,
+    reward_weights: list[float],
+    has_eval: bool,
+    backend_args: dict[str, Any] | None = None,
+) -> Any:
     """The run config as a ``trl.GRPOConfig``: the user's ``grpo:`` fields over the host's
     defaults, then the fields the host owns, then the backend's own (FSDP settings)."""
     from trl import GRPOConfig

@@ -53,8 +53,10 @@ def resume_problem(config: RunConfig) -> str | None:
     complete checkpoint. Checked by the host before launching and by the worker before the model."""
     resume = config.checkpointing.resume
     if isinstance(resume, str) and not (Path(resume) / "trainer_state.json").is_file():
-        return (f"checkpointing.resume: {resume!r} is not a complete checkpoint folder "
-                "(no trainer_state.json); give a checkpoint-N folder, true or false")
+        return (
+            f"checkpointing.resume: {resume!r} is not a complete checkpoint folder "
+            "(no trainer_state.json); give a checkpoint-N folder, true or false"
+        )
     return None
 
 

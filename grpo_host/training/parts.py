@@ -31,8 +31,13 @@ def bind_parts(config: RunConfig, process: Process) -> Parts:
 
     manager = get_plugin_manager()
     bound = [resolve_reward_item(entry.to_item(), manager) for entry in config.rewards]
-    reward_set = RewardSet(bound, workers=reward_workers(config), error_threshold=config.rewards_error_threshold,
-                           executor=config.runtime.executor, executor_options=config.runtime.executor_options())
+    reward_set = RewardSet(
+        bound,
+        workers=reward_workers(config),
+        error_threshold=config.rewards_error_threshold,
+        executor=config.runtime.executor,
+        executor_options=config.runtime.executor_options(),
+    )
     trackers = TrackerSet.from_names(config.tracking, manager) if process.is_main else TrackerSet()
     return Parts(manager, reward_set, trackers)
 

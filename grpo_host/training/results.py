@@ -40,8 +40,10 @@ def save_model(config: RunConfig, process: Process, inputs: Inputs, session: Ses
     if not (config.output.merge_lora and process.is_main):
         return
     if built.quantized:
-        log.info("kept the LoRA adapter only (in adapter/): merging into a 4-bit base would lose precision; "
-                 "merge it into the full-precision base with peft's merge_and_unload")
+        log.info(
+            "kept the LoRA adapter only (in adapter/): merging into a 4-bit base would lose precision; "
+            "merge it into the full-precision base with peft's merge_and_unload"
+        )
         return
     model = trainer.accelerator.unwrap_model(trainer.model)
     if getattr(trainer, "is_fsdp_enabled", False):
@@ -58,13 +60,23 @@ def _adapter_on_fresh_base(built: BuiltModel, config: RunConfig, adapter_dir: Pa
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(
-        built.source, dtype=getattr(torch, built.dtype), trust_remote_code=config.model.trust_remote_code,
-        **({"revision": config.model.revision} if config.model.revision else {}))
+        built.source,
+        dtype=getattr(torch, built.dtype),
+        trust_remote_code=config.model.trust_remote_code,
+        **({"revision": config.model.revision} if config.model.revision else {}),
+    )
     return PeftModel.from_pretrained(base, str(adapter_dir))
 
 
-def summarize(config: RunConfig, process: Process, parts: Parts, inputs: Inputs, session: Session,
-              resume: Resume, outcome: Outcome) -> dict[str, Any]:
+def summarize(
+    config: RunConfig,
+    process: Process,
+    parts: Parts,
+    inputs: Inputs,
+    session: Session,
+    resume: Resume,
+    outcome: Outcome,
+) -> dict[str, Any]:
     """The main process writes ``run.json`` (then the report, and ``run.json`` again with its
     paths), ends the trackers, pushes the model when asked and sends the host the summary.
     Other processes return ``{}``."""
@@ -88,8 +100,15 @@ def summarize(config: RunConfig, process: Process, parts: Parts, inputs: Inputs,
     return summary
 
 
-def summary_of(config: RunConfig, process: Process, parts: Parts, inputs: Inputs, session: Session,
-               resume: Resume, outcome: Outcome) -> dict[str, Any]:
+def summary_of(
+    config: RunConfig,
+    process: Process,
+    parts: Parts,
+    inputs: Inputs,
+    session: Session,
+    resume: Resume,
+    outcome: Outcome,
+) -> dict[str, Any]:
     """``run.json``'s content: where the model is, how far it trained, on what, and how the reward rose."""
     from grpo_host.observability.report import read_jsonl, reward_rise
     from grpo_host.training.callbacks import METRICS_FILE

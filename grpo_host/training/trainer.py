@@ -49,8 +49,13 @@ def build_trainer(config: RunConfig, process: Process, parts: Parts, inputs: Inp
     from grpo_host.training.generation import apply_generation_speed, compile_counters
 
     built, reward_set, is_main = inputs.built, parts.reward_set, process.is_main
-    recorder = RunRecorder(process.output_dir, reward_set, is_main=is_main, trackers=parts.trackers,
-                           samples_per_log=config.output.samples_per_log)
+    recorder = RunRecorder(
+        process.output_dir,
+        reward_set,
+        is_main=is_main,
+        trackers=parts.trackers,
+        samples_per_log=config.output.samples_per_log,
+    )
     if cuda():
         recorder.metric_sources.append(peak_memory)
     emit_progress("phase", text="starting the trainer")
@@ -62,10 +67,21 @@ def build_trainer(config: RunConfig, process: Process, parts: Parts, inputs: Inp
         eval_dataset=inputs.eval_ds,
         processing_class=built.tokenizer,
         peft_config=built.peft_config,
-        callbacks=[*inputs.backend.callbacks, recorder, *observability_callbacks(recorder, reward_set, is_main=is_main),
-                   NonFiniteGuard(),
-                   BeforeAfterProbe(process.output_dir, reward_set, inputs.train_ds, built.tokenizer, is_main=is_main,
-                                    world_size=process.world_size, max_new_tokens=inputs.args.max_completion_length)],
+        callbacks=[
+            *inputs.backend.callbacks,
+            recorder,
+            *observability_callbacks(recorder, reward_set, is_main=is_main),
+            NonFiniteGuard(),
+            BeforeAfterProbe(
+                process.output_dir,
+                reward_set,
+                inputs.train_ds,
+                built.tokenizer,
+                is_main=is_main,
+                world_size=process.world_size,
+                max_new_tokens=inputs.args.max_completion_length,
+            ),
+        ],
     )
     trainer.remove_callback(PrinterCallback)  # the recorder prints one readable line per step
     generation = apply_generation_speed(trainer, config, built)
@@ -75,8 +91,9 @@ def build_trainer(config: RunConfig, process: Process, parts: Parts, inputs: Inp
     return Session(trainer, recorder, generation)
 
 
-def train(config: RunConfig, process: Process, parts: Parts, inputs: Inputs, session: Session,
-          resume: Resume) -> Outcome:
+def train(
+    config: RunConfig, process: Process, parts: Parts, inputs: Inputs, session: Session, resume: Resume
+) -> Outcome:
     """Start the trackers, train, and close the reward set however training ends; a run that
     did not finish tells its trackers so (FAILED, or KILLED on Ctrl-C)."""
     parts.trackers.start(run_info(config, process, parts, inputs, session, resume))
@@ -95,8 +112,9 @@ def train(config: RunConfig, process: Process, parts: Parts, inputs: Inputs, ses
     return Outcome(result, started)
 
 
-def run_info(config: RunConfig, process: Process, parts: Parts, inputs: Inputs, session: Session,
-             resume: Resume) -> dict[str, Any]:
+def run_info(
+    config: RunConfig, process: Process, parts: Parts, inputs: Inputs, session: Session, resume: Resume
+) -> dict[str, Any]:
     """What the trackers are told when the run starts."""
     built = inputs.built
     return {
@@ -107,8 +125,12 @@ def run_info(config: RunConfig, process: Process, parts: Parts, inputs: Inputs, 
         "tracking_params": config.tracking_params,
         "world_size": process.world_size,
         "resumed_from": resume.checkpoint_arg,
-        "model": {"id": config.model.id, "dtype": built.dtype, "attention": built.attention,
-                  "quantized": built.quantized},
+        "model": {
+            "id": config.model.id,
+            "dtype": built.dtype,
+            "attention": built.attention,
+            "quantized": built.quantized,
+        },
         "generation": session.generation,
     }
 
@@ -117,8 +139,10 @@ def peak_memory() -> dict[str, float]:
     """This process's peak CUDA memory so far (allocated by tensors, and reserved by the cache)."""
     import torch
 
-    return {"memory/peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
-            "memory/peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
+    return {
+        "memory/peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+        "memory/peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 3),
+    }
 
 
 def refuse_silent_unsharded(trainer: Any) -> None:

@@ -5,19 +5,17 @@ the host (or by hand) and trains with TRL's ``GRPOTrainer``. :func:`run` is the 
 contents; each stage is a function of its own module under ``grpo_host/training/``, taking what
 the earlier stages built and returning a small record the later ones read:
 
-========================  ==================================================================
-``process.start_process``  accelerate's process state, logging, redaction (``Process``)
-``finished.end_if_...``    a finished run this config would not extend: nothing to train
-``outputs.find_resume``    the checkpoint to resume from (``Resume``), checked before the model
-``parts.bind_parts``       the reward set and trackers, before the model so a bad one fails fast
-``inputs.build_inputs``    data, model, tokenizer, the backend's setup, ``GRPOConfig`` (``Inputs``)
-``outputs.prepare_...``    the output dir: run_config.yaml, reward_provenance.json, step records
-``warmup.warm_up``         supervised steps before GRPO (a fresh run only)
-``trainer.build_trainer``  GRPOTrainer, the host's callbacks, the generation path (``Session``)
-``trainer.train``          trackers start, train, reward set closed (``Outcome``)
-``results.save_model``     the model or adapter (merged where it can be)
-``results.summarize``      run.json, the report, trackers end, Hub push, the host's last line
-========================  ==================================================================
+- ``process.start_process``: accelerate's process state, logging, redaction (``Process``);
+- ``finished.end_if_finished``: a finished run this config would not extend is not trained;
+- ``outputs.find_resume``: the checkpoint to resume from (``Resume``), checked before the model;
+- ``parts.bind_parts``: the reward set and trackers, before the model so a bad one fails fast;
+- ``inputs.build_inputs``: data, model, tokenizer, the backend's setup, ``GRPOConfig`` (``Inputs``);
+- ``outputs.prepare_output_dir``: run_config.yaml, reward_provenance.json, the step records;
+- ``warmup.warm_up``: supervised steps before GRPO (a fresh run only);
+- ``trainer.build_trainer``: GRPOTrainer, the host's callbacks, the generation path (``Session``);
+- ``trainer.train``: the trackers' start, training, the reward set closed (``Outcome``);
+- ``results.save_model``: the model or adapter (merged where it can be);
+- ``results.summarize``: run.json, the report, the trackers' end, the Hub push, the host's last line.
 
 Launched as several processes (``accelerate launch``, ``torchrun``), every process trains and
 only the main one writes shared files. A new training feature goes in the stage whose record
@@ -55,7 +53,9 @@ def run(config: RunConfig) -> dict[str, Any]:
     prepare_output_dir(config, resume, parts.reward_set.provenance(), is_main=process.is_main)
     process.wait_for_everyone()
     if resume.checkpoint is None:  # a resumed run's weights come from its checkpoint
-        warm_up(config, inputs.built, inputs.train_ds, output_dir=process.output_dir if process.is_main else None)
+        warm_up(
+            config, inputs.built, inputs.train_ds, output_dir=process.output_dir if process.is_main else None
+        )
     session = build_trainer(config, process, parts, inputs)
     outcome = train(config, process, parts, inputs, session, resume)
     save_model(config, process, inputs, session)
@@ -65,9 +65,12 @@ def run(config: RunConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grpo_host.training.worker",
-                                     description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--config", required=True, help="A resolved run config (YAML), as `grpo-host train` writes it.")
+    parser = argparse.ArgumentParser(
+        prog="python -m grpo_host.training.worker", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument(
+        "--config", required=True, help="A resolved run config (YAML), as `grpo-host train` writes it."
+    )
     options = parser.parse_args(argv)
     if os.environ.get("GRPO_HOST_DIE_WITH_PARENT") == "1":
         from grpo_host.training.launch import _die_with_parent
