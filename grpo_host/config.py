@@ -387,7 +387,7 @@ class RunConfig(_Section):
     def _cross(self) -> RunConfig:
         """Rules across sections, all told at once: refused here, before anything launches,
         rather than in the worker after the model is built."""
-        problems = []
+        problems: list[str] = []
         if self.quantization.load_in_4bit and not self.peft.enabled:
             problems.append("quantization.load_in_4bit trains through LoRA: set peft.enabled: true (QLoRA)")
         if self.quantization.load_in_4bit and self.warmup.steps:
@@ -756,7 +756,7 @@ def _builtin_data_problems(builtin: Mapping[str, Any]) -> list[str]:
     """builtin:arithmetic's values, checked here rather than when the worker generates the rows."""
     from grpo_host.datasets import OPERATIONS
 
-    problems = []
+    problems: list[str] = []
     n = builtin.get("n", 1)
     try:
         ok = not isinstance(n, bool) and int(n) >= 1
