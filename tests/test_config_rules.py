@@ -156,3 +156,31 @@ def test_the_refusal_imports_nothing_heavy(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
     assert "warmup.steps trains every weight" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # imports torch and accelerate: ~10 s on a loaded 2-core machine
+def test_a_worker_launched_by_hand_refuses_a_bad_checkpoint_before_building_anything(tmp_path):
+    """The worker's stages check the checkpoint before the reward set, the data and the model
+    (it used to be checked after the model was built): nothing is cached, no output dir."""
+    import os
+    import subprocess
+
+    config = load_config(
+        None,
+        parse_sets([f"checkpointing.resume={tmp_path / 'checkpoint-7'}"]),
+        output_dir=str(tmp_path / "out"),
+    )
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config.to_yaml())
+    cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_host.training.worker", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "GRPO_HOST_CACHE": str(cache)},
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "checkpoint-7' is not a complete checkpoint folder" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    assert not cache.exists() or not any(cache.iterdir())  # the built-in model was not built
