@@ -30,7 +30,7 @@ from gpu_train import SHAPE_05B  # noqa: E402  the same 0.5B shape as the accele
 MODES = {
     "bf16": [],
     "qlora": ["peft.enabled=true", "peft.r=16", "peft.alpha=32", "grpo.learning_rate=1e-4",
-              "quantization.load_in_4bit=true"],
+              "quantization.load_in_4bit=true", "warmup.steps=0"],  # 4-bit weights take no warm-up
     "lora": ["peft.enabled=true", "peft.r=16", "peft.alpha=32", "grpo.learning_rate=1e-4"],
 }
 # When 4-bit weights packed in bf16 cannot be sharded here, the same run with them kept whole.

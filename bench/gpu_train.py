@@ -32,7 +32,7 @@ MODES = {
     "bf16": [],
     "lora": ["peft.enabled=true", "peft.r=16", "peft.alpha=32", "grpo.learning_rate=1e-4"],
     "qlora": ["peft.enabled=true", "peft.r=16", "peft.alpha=32", "grpo.learning_rate=1e-4",
-              "quantization.load_in_4bit=true"],
+              "quantization.load_in_4bit=true", "warmup.steps=0"],  # 4-bit weights take no warm-up
 }
 
 

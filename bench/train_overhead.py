@@ -10,6 +10,12 @@ the warm-up steps (from the step records), TRL's own ``step_time``, and host / p
 
     python bench/train_overhead.py --rounds 3 --steps 40
     python bench/train_overhead.py --plain-only --steps 5     # the plain side alone (a smoke test)
+    python bench/train_overhead.py --before /tmp/grpo-before --rounds 3 --steps 20
+
+``--before DIR`` compares this host with an earlier checkout of it instead of plain TRL
+(``git worktree add /tmp/grpo-before <commit>``; the same venv and plugins): both sides are
+``grpo-host train``, alternated; reported per step and for the whole command (start-up,
+warm-up, model build, save), after / before.
 
 The plain side is this file run with ``--plain-worker``; it writes its per-step times as JSON.
 """
@@ -74,7 +80,7 @@ def plain_worker(config_path: str, times_path: str) -> None:
     from grpo_host.config import load_resolved
     from grpo_host.training.data import load_datasets
     from grpo_host.training.model import build_model
-    from grpo_host.training.worker import cpu_threads
+    from grpo_host.training.process import cpu_threads
 
     config = load_resolved(config_path)
     threads = cpu_threads(config)  # the same thread count as the host's worker
@@ -125,7 +131,7 @@ def plain_worker(config_path: str, times_path: str) -> None:
 
 
 # -- the driver ------------------------------------------------------------------------------------
-def host_run(workdir: Path, steps: int, sets: list[str]) -> dict:
+def host_run(workdir: Path, steps: int, sets: list[str], pythonpath: str | None = None) -> dict:
     out = workdir / f"host-{time.monotonic_ns()}"
     cmd = [sys.executable, "-m", "grpo_host", "train", "--output-dir", str(out),
            "--set", f"grpo.max_steps={steps}", "--set", "checkpointing.steps=100000",
@@ -133,7 +139,8 @@ def host_run(workdir: Path, steps: int, sets: list[str]) -> dict:
     for item in sets:
         cmd += ["--set", item]
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None  # ahead of the editable install
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"grpo-host train failed:\n{proc.stdout[-3000:]}")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -168,12 +175,16 @@ def main() -> None:
     parser.add_argument("--plain-worker", nargs=2, metavar=("CONFIG", "TIMES"), help=argparse.SUPPRESS)
     parser.add_argument("--plain-only", action="store_true")
     parser.add_argument("--json", dest="json_out", help="Write the figures here too.")
+    parser.add_argument("--before", help="An earlier checkout of the host: compare with it instead of plain TRL.")
     args = parser.parse_args()
     if args.plain_worker:
         plain_worker(*args.plain_worker)
         return
     os.environ.setdefault("GRPO_HOST_CACHE", str(Path(tempfile.gettempdir()) / "grpo-host-bench-cache"))
     workdir = Path(tempfile.mkdtemp(prefix="train-overhead-"))
+    if args.before:
+        before_after(workdir, args)
+        return
     # One host run first resolves the config (and builds the cached model) for both sides.
     if args.plain_only:
         from grpo_host.cli.common import parse_sets
@@ -212,6 +223,31 @@ def main() -> None:
     print(json.dumps(figures, indent=2))
     print(f"host / plain TRL, median wall time per step: {figures['ratio_wall']:.3f} "
           f"({(figures['ratio_wall'] - 1) * 100:+.1f}%)")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(figures, indent=2))
+
+
+def before_after(workdir: Path, args: argparse.Namespace) -> None:
+    """This host against ``args.before``, alternated: median wall per step and per command."""
+    before = str(Path(args.before).resolve())
+    check = subprocess.run([sys.executable, "-c", "import grpo_host; print(grpo_host.__file__)"], cwd=workdir,
+                           env={**os.environ, "PYTHONPATH": before}, capture_output=True, text=True, check=True)
+    assert check.stdout.startswith(before), f"--before is not what runs: {check.stdout}"
+    walls: dict[str, list[float]] = {"before": [], "after": []}
+    totals: dict[str, list[float]] = {"before": [], "after": []}
+    for round_ in range(args.rounds):
+        for side, path in (("before", before), ("after", None)):
+            run = host_run(workdir, args.steps, args.sets, pythonpath=path)
+            walls[side] += run["walls"][args.warmup:]
+            totals[side].append(run["total"])
+            print(f"round {round_ + 1} {side}: {statistics.median(run['walls'][args.warmup:]) * 1000:.1f} ms/step, "
+                  f"{run['total']:.1f} s for the command", flush=True)
+    figures = {side: {"wall_per_step_ms": statistics.median(walls[side]) * 1000,
+                      "command_s": statistics.median(totals[side])} for side in walls}
+    figures["ratio_per_step"] = figures["after"]["wall_per_step_ms"] / figures["before"]["wall_per_step_ms"]
+    figures["ratio_command"] = figures["after"]["command_s"] / figures["before"]["command_s"]
+    print(json.dumps({"steps_per_run": args.steps, "rounds": args.rounds, **figures}, indent=2))
+    print(f"after / before: {figures['ratio_per_step']:.3f} per step, {figures['ratio_command']:.3f} per command")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(figures, indent=2))
 

@@ -63,6 +63,8 @@ HOST_OWNED_GRPO_FIELDS = {
     "trust_remote_code": "model.trust_remote_code",
 }
 
+# GRPOConfig fields that choose how TRL generates: generation.speed steps aside for them.
+GENERATION_OWNERS = ("use_vllm", "cache_implementation", "use_transformers_paged")
 
 # GRPOConfig fields that hold a secret, and the variable their library reads it from instead.
 SECRET_GRPO_FIELDS = {"hub_token": "HF_TOKEN"}
@@ -93,6 +95,26 @@ class ModelSection(_Section):
     builtin: dict[str, Any] = Field(default_factory=dict, description="For builtin:tiny-qwen2: Qwen2Config "
                                     "fields (hidden_size, num_hidden_layers, ...) and tokenizer_vocab_size.")
 
+    @field_validator("id")
+    @classmethod
+    def _builtin_id(cls, value: str) -> str:
+        if value.startswith("builtin:") and value != BUILTIN_MODEL:
+            raise ValueError(f"not a built-in model; the built-in one is {BUILTIN_MODEL}, or give a Hugging Face "
+                             "model id or a local folder")
+        return value
+
+    @field_validator("builtin", mode="before")
+    @classmethod
+    def _builtin_null(cls, value: Any) -> Any:
+        return {} if value is None else value  # `--set model.builtin=null` drops the default's fields
+
+    @model_validator(mode="after")
+    def _builtin_only_for_the_builtin_model(self) -> ModelSection:
+        if self.builtin and self.id != BUILTIN_MODEL:
+            raise ValueError(f"model.builtin is only for model.id {BUILTIN_MODEL}, and model.id is {self.id!r}: "
+                             "remove model.builtin (over the embedded default: --set model.builtin=null)")
+        return self
+
 
 class DataSection(_Section):
     """The prompts: a local file, a Hugging Face dataset, or the built-in arithmetic set."""
@@ -116,6 +138,19 @@ class DataSection(_Section):
         None, description="Held-out eval data: a fraction (0.05), a row count (200), or a split name.")
     max_samples: int | None = Field(None, ge=1)
     shuffle_seed: int | None = 0
+
+    @field_validator("source")
+    @classmethod
+    def _builtin_source(cls, value: str) -> str:
+        if value.startswith("builtin:") and value != BUILTIN_DATA:
+            raise ValueError(f"not a built-in data set; the built-in one is {BUILTIN_DATA}, or give a file, a "
+                             "dataset name or a data source (`grpo-host datasets` lists them)")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        return value if value is None else _format_string(value, "'Solve: {question}'")
 
     @field_validator("eval_split")
     @classmethod
@@ -242,6 +277,11 @@ class WarmupSection(_Section):
                                      "(builtin:arithmetic: near_miss, the answer plus one); unset: another "
                                      "row's answer.")
 
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        return _format_string(value, "'<think>{working}</think> <answer>{answer}</answer>'")
+
 
 class BackendSection(_Section):
     name: str = "accelerate"
@@ -348,8 +388,20 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _cross(self) -> RunConfig:
+        """Rules across sections, all told at once: refused here, before anything launches,
+        rather than in the worker after the model is built."""
+        problems: list[str] = []
         if self.quantization.load_in_4bit and not self.peft.enabled:
-            raise ValueError("quantization.load_in_4bit trains through LoRA: set peft.enabled: true (QLoRA)")
+            problems.append("quantization.load_in_4bit trains through LoRA: set peft.enabled: true (QLoRA)")
+        if self.quantization.load_in_4bit and self.warmup.steps:
+            problems.append("warmup.steps trains every weight, which a 4-bit model (quantization.load_in_4bit) "
+                            "cannot; set warmup.steps: 0")
+        owner = next((k for k in GENERATION_OWNERS if self.grpo.get(k)), None)
+        if owner and self.generation.speed not in ("auto", "off"):
+            problems.append(f"generation.speed={self.generation.speed} and grpo.{owner} both choose how to "
+                            f"generate; keep one (generation.speed: auto steps aside for grpo.{owner})")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     # -- derived -----------------------------------------------------------------------------
@@ -428,11 +480,23 @@ def validate_config(raw: Mapping[str, Any], source: str = "the config") -> RunCo
     try:
         config = RunConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        lines = [_describe(err, raw) for err in exc.errors(include_url=False)]
+        lines = [line for err in exc.errors(include_url=False) for line in _describe(err, raw).splitlines()]
         raise ConfigError(_problems_text(source, lines + problems)) from None
     if problems:
         raise ConfigError(_problems_text(source, problems))
     return config
+
+
+def _format_string(template: str, example: str) -> str:
+    """A Python format string over a row's columns, or a ValueError that shows one."""
+    import string
+
+    try:
+        list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"not a format string ({exc}); write the columns in braces, e.g. {example}, "
+                         "and a literal brace as {{ or }}") from None
+    return template
 
 
 def _problems_text(source: str, lines: Sequence[str]) -> str:
@@ -501,6 +565,8 @@ def _describe(err: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"{field}: {value!r} is not allowed; allowed: {expected}"
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if kind == "value_error" and isinstance(value, Mapping):  # a section's own rule: the message says it all
+        return msg if not loc else f"{field}: {msg}"
     allowed = _allowed_text(loc)
     return f"{field}: {value!r} is not valid ({msg}){allowed}"
 
@@ -667,7 +733,8 @@ def free_form_problems(raw: Mapping[str, Any]) -> list[str]:
         from grpo_host.datasets import arithmetic_rows
 
         allowed = [p for p in inspect.signature(arithmetic_rows).parameters]
-        problems += [_unknown_key("data.builtin", str(k), allowed) for k in data_builtin if k not in allowed]
+        unknown = [_unknown_key("data.builtin", str(k), allowed) for k in data_builtin if k not in allowed]
+        problems += unknown or _builtin_data_problems(data_builtin)
     launch = raw.get("launch")
     if isinstance(launch, Mapping):
         problems += [_unknown_key("launch", str(k), LAUNCH_TARGETS) for k in launch if k not in LAUNCH_TARGETS]
@@ -685,6 +752,28 @@ def free_form_problems(raw: Mapping[str, Any]) -> list[str]:
             if key not in names:
                 problems.append(f"tracking_params.{key}: {key!r} is not a tracker of the run; tracking: "
                                 f"{', '.join(names)}{did_you_mean(str(key), names)}")
+    return problems
+
+
+def _builtin_data_problems(builtin: Mapping[str, Any]) -> list[str]:
+    """builtin:arithmetic's values, checked here rather than when the worker generates the rows."""
+    from grpo_host.datasets import OPERATIONS
+
+    problems: list[str] = []
+    n = builtin.get("n", 1)
+    try:
+        ok = not isinstance(n, bool) and int(n) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        problems.append(f"data.builtin.n: {n!r} is not valid; allowed: a whole number >= 1 (the rows generated)")
+    top = builtin.get("max_operand", 0)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        problems.append(f"data.builtin.max_operand: {top!r} is not valid; allowed: a whole number >= 0")
+    ops = builtin.get("operations", "+")
+    if not isinstance(ops, str) or not ops or any(op not in OPERATIONS for op in ops):
+        problems.append(f"data.builtin.operations: {ops!r} is not valid; allowed: a string of "
+                        f"{''.join(OPERATIONS)}, e.g. '+-'")
     return problems
 
 

@@ -158,7 +158,8 @@ def test_build_command_sets_threads_and_4bit_storage(tmp_path):
     from grpo_host.backends import LaunchContext
     from grpo_host.config import load_config
 
-    config = load_config(None, {"peft": {"enabled": True}, "quantization": {"load_in_4bit": True}},
+    config = load_config(None, {"peft": {"enabled": True}, "quantization": {"load_in_4bit": True},
+                                "warmup": {"steps": 0}},
                          output_dir=str(tmp_path / "run"))
     path = tmp_path / "run_config.yaml"
     path.write_text(config.to_yaml())
@@ -238,7 +239,8 @@ def test_quant_storage_param(tmp_path):
     from grpo_host.backends import LaunchContext
     from grpo_host.config import load_config
 
-    config = load_config(None, {"peft": {"enabled": True}, "quantization": {"load_in_4bit": True}},
+    config = load_config(None, {"peft": {"enabled": True}, "quantization": {"load_in_4bit": True},
+                                "warmup": {"steps": 0}},
                          output_dir=str(tmp_path / "run"))
     path = tmp_path / "run_config.yaml"
     path.write_text(config.to_yaml())

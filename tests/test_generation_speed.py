@@ -18,7 +18,7 @@ import copy
 import pytest
 
 from grpo_host.config import ConfigError, load_config
-from grpo_host.training.worker import apply_generation_speed, generation_choice
+from grpo_host.training.generation import apply_generation_speed, generation_choice
 
 
 def _config(**sets):
@@ -58,7 +58,7 @@ def test_auto_is_static_compile_on_a_gpu_and_trl_default_on_cpu():
 
 def test_auto_takes_the_fast_path_for_lora_and_qlora_on_a_gpu():
     for sets, kind in (({"peft.enabled": "true"}, "(LoRA)"),
-                       ({"peft.enabled": "true", "quantization.load_in_4bit": "true"}, "(QLoRA)")):
+                       ({"peft.enabled": "true", "quantization.load_in_4bit": "true", "warmup.steps": "0"}, "(QLoRA)")):
         path, why = generation_choice(_config(**sets), cuda=True, sharded=False)
         assert path == "static-compile" and kind in why
         assert generation_choice(_config(**sets), cuda=False, sharded=False)[0] == "off"
@@ -83,10 +83,13 @@ def test_auto_steps_aside_for_sharded_weights_and_explicit_choices_win():
     assert path == "static-compile" and "static cache alone" in why
 
 
-def test_explicit_speed_with_vllm_is_an_error():
-    with pytest.raises(ConfigError, match="use_vllm"):
-        generation_choice(_config(**{"generation.speed": "static", "grpo.use_vllm": "true"}), cuda=True,
-                          sharded=False)
+def test_explicit_speed_with_vllm_is_refused_when_the_config_is_loaded():
+    """A config-only rule: refused by the config, before any model (tests/test_config_rules.py
+    runs it through the CLI)."""
+    with pytest.raises(ConfigError, match=r"generation.speed=static and grpo.use_vllm both choose how to generate"):
+        _config(**{"generation.speed": "static", "grpo.use_vllm": "true"})
+    assert generation_choice(_config(**{"generation.speed": "off", "grpo.use_vllm": "true"}), cuda=True,
+                             sharded=False)[0] == "off"
 
 
 def test_unknown_speed_is_refused():
@@ -352,21 +355,21 @@ def test_lora_sampling_falls_back_to_the_adapters_where_a_copy_cannot_serve(tmp_
     a bad override is refused."""
     import torch
 
-    from grpo_host.training import worker
+    from grpo_host.training import generation
 
     _, fast, _, choice = _lora_trainers(tmp_path_factory, None, **{"peft.r": "2"})
     assert choice["sampling"] == "merged copy"
     fast.model.__dict__.pop("generate")
     config = _config(**{"peft.enabled": "true"})
     built = type("B", (), {"quantized": False, "dtype": "float32", "peft_config": object()})()
-    monkeypatch.setattr(worker, "_cuda", lambda: True)
+    monkeypatch.setattr(generation, "cuda", lambda: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (1024, 2**34))  # 1 KiB free
-    sampling, why = worker.lora_sampling(fast, config, built)
+    sampling, why = generation.lora_sampling(fast, config, built)
     assert sampling == "adapters" and "over half" in why and "generate" not in fast.model.__dict__
     monkeypatch.setenv("GRPO_HOST_LORA_SAMPLING", "fastest")
     with pytest.raises(ConfigError, match="merged or adapters"):
-        worker.lora_sampling(fast, config, built)
+        generation.lora_sampling(fast, config, built)
     monkeypatch.delenv("GRPO_HOST_LORA_SAMPLING")
     fast.model.peft_config["default"].use_dora = True
-    sampling, why = worker.lora_sampling(fast, config, built)
+    sampling, why = generation.lora_sampling(fast, config, built)
     assert sampling == "adapters" and "DoRA" in why

@@ -22,9 +22,6 @@ KNOWN_CIRCLES = {
         {"grpo_host.interop.scoring", "grpo_host.interop.trainer_side"}
     ): "trainer_side (copied whole into exported files) defines strip_end_tokens and, in process, "
     "asks scoring for its local scorer; the serve-rewards request path is being reworked",
-    frozenset(
-        {"grpo_host.training.finished", "grpo_host.training.worker"}
-    ): "finished.py reads worker.SUMMARY_FILE; worker.py is being cut into stages (issue 23 item 1)",
 }
 
 

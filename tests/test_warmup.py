@@ -24,9 +24,8 @@ def test_template_over_a_missing_column_says_what_to_do(tmp_path, monkeypatch):
     config, built, train = _built(tmp_path, monkeypatch, template="<think>{solution}</think> <answer>{answer}</answer>")
     with pytest.raises(ConfigError, match=r"column\(s\) solution.*warmup.steps: 0"):
         warm_up(config, built, train)
-    config, built, train = _built(tmp_path, monkeypatch, template="<think>{working</think>")
-    with pytest.raises(ConfigError, match="not a format string"):
-        warm_up(config, built, train)
+    with pytest.raises(ConfigError, match=r"warmup.template: .*not a format string.*in braces"):
+        load_config(None, {"warmup": {"template": "<think>{working</think>"}})  # before any model
 
 
 @pytest.mark.slow

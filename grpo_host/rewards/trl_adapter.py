@@ -30,12 +30,6 @@ TRL_EXTRAS = ("trainer_state", "log_extra", "log_metric", "environments", "compl
 RewardRef = str | Mapping[str, Any] | tuple[str, Mapping[str, Any]] | RewardItem
 
 
-def resolve_reward_item(item: RewardRef, manager: PluginManager | None = None) -> BoundReward:
-    """``bind_reward(item, manager=manager)``, under its old name: the training stages still call
-    it (issue 23 item 1 is reshaping them); remove once they call bind_reward."""
-    return bind_reward(item, manager=manager)
-
-
 class RewardSet:
     """Rewards scored together, with counts and a health check across the run."""
 

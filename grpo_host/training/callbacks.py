@@ -177,8 +177,9 @@ class RunRecorder(TrainerCallback):
                   f"{_fmt(record.get('step_time'))} s/step", flush=True)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _outcome_counts(self) -> dict[str, int]:
-        """Outcome counts of every batch scored since the last log, summed over all processes."""
+    def _outcome_counts(self) -> dict[str, float]:
+        """Outcome counts of every batch scored since the last log, summed over all processes, and
+        the wait on scoring (``rewards/score_seconds``)."""
         batches = self.reward_set.step_log[self._seen_batches :]
         self._seen_batches = len(self.reward_set.step_log)
         local = {f"rewards/{n}/{o}": 0 for n in self.reward_names for o in OUTCOMES}

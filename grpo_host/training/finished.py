@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grpo_host.training.worker import SUMMARY_FILE
+from grpo_host.training.outputs import SUMMARY_FILE
 
 
 def finished_run(config: Any) -> dict[str, Any] | None:
@@ -39,6 +39,21 @@ def finished_run(config: Any) -> dict[str, Any] | None:
     return summary
 
 
+def end_if_finished(config: Any, *, is_main: bool) -> dict[str, Any] | None:
+    """In the worker: the finished run's summary, told to the host as the run's end, when this
+    config would not extend it (then nothing is trained); None when there is something to train.
+    The host checks first; this covers a worker launched by hand or by a job."""
+    done = finished_run(config)
+    if done is not None and is_main:
+        import logging
+
+        from grpo_host.training.callbacks import emit_progress
+
+        logging.getLogger("grpo_host.training").info("%s", finished_message(done, config.output.dir))
+        emit_progress("end", **done)
+    return done
+
+
 def read_summary(output_dir: Path) -> dict[str, Any] | None:
     try:
         summary = json.loads((output_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
@@ -49,9 +64,10 @@ def read_summary(output_dir: Path) -> dict[str, Any] | None:
 
 def finished_message(summary: dict[str, Any], output_dir: str | Path) -> str:
     final = summary.get("final_step")
+    more = 2 * final if isinstance(final, int) else "N"
     return (
         f"{output_dir} holds a finished run (step {final} of max_steps {summary.get('max_steps')}); "
-        f"nothing to train. To train it further, raise grpo.max_steps (e.g. --set grpo.max_steps={2 * final}); "
+        f"nothing to train. To train it further, raise grpo.max_steps (e.g. --set grpo.max_steps={more}); "
         "to start over, add --overwrite."
     )
 

@@ -30,6 +30,8 @@ from grpo_host.errors import BrokenPluginError, GrpoHostError
 from grpo_host.training.cluster import scheduler_cluster
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.progress import Progress
+
     from grpo_host.plugins.manager import PluginManager
 
 RESOLVED_CONFIG = "run_config.yaml"
@@ -51,14 +53,14 @@ def check_run(config: RunConfig, manager: PluginManager | None = None) -> tuple[
     Returns the backend and its resolved params; raises one error listing every problem.
     """
     from grpo_host.plugins.manager import get_plugin_manager
-    from grpo_host.rewards.trl_adapter import resolve_reward_item
+    from grpo_host.rewards.binding import bind_reward
 
     manager = manager or get_plugin_manager()
     problems: list[str] = []
     broken: list[str] = []
     for entry in config.rewards:
         try:
-            resolve_reward_item(entry.to_item(), manager)
+            bind_reward(entry.to_item(), manager=manager)
         except BrokenPluginError as exc:
             broken.append(str(exc))
         except GrpoHostError as exc:
@@ -80,8 +82,10 @@ def check_run(config: RunConfig, manager: PluginManager | None = None) -> tuple[
             problems.append(f"tracking: {exc}")
     problems += _check_data_source(config, manager)
     from grpo_host.training.data import check_local_data
+    from grpo_host.training.outputs import resume_problem
 
     problems += check_local_data(config.data)
+    problems += [p for p in [resume_problem(config)] if p]
     try:
         check_grpo_fields(config.grpo)
     except GrpoHostError as exc:
@@ -118,7 +122,7 @@ def _check_data_source(config: RunConfig, manager: PluginManager) -> list[str]:
 
 def prepare(config: RunConfig, manager: PluginManager | None = None, *, write: bool = True) -> PreparedRun:
     backend, params = check_run(config, manager)
-    output_dir = Path(config.output.dir)
+    output_dir = Path(config.output.dir or ".")  # load_config resolves it; "." for a config built by hand
     config_path = output_dir / RESOLVED_CONFIG
     if write:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -236,8 +240,8 @@ class ProgressView:
         self.console = console
         self.reward_names = reward_names
         self.live = console.is_terminal
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: Any = None  # rich's TaskID, once the bar is live
         self.last_event: dict[str, Any] = {}
         self.end: dict[str, Any] | None = None
         self._last_plain = 0.0

@@ -76,14 +76,10 @@ def build_model(config: RunConfig, device_index: int | None = None) -> BuiltMode
 
     section = config.model
     source = section.id
-    if source.startswith("builtin:"):
-        if source != BUILTIN_MODEL:
-            raise ConfigError(f"model.id: {source!r} is not a built-in model; built-in: {BUILTIN_MODEL}")
+    if source == BUILTIN_MODEL:  # another builtin: id, or model.builtin without it, is refused by the config
         from grpo_host.training.builtin import ensure_tiny_qwen2
 
         source = str(ensure_tiny_qwen2(section.builtin))
-    elif section.builtin:
-        raise ConfigError(f"model.builtin is only for {BUILTIN_MODEL}; model.id is {section.id!r}")
 
     dtype = resolve_dtype(section.dtype)
     attention, why = resolve_attention(section.attn_implementation)

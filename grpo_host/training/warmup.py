@@ -30,10 +30,8 @@ WARMUP_FILE = "warmup.json"
 
 
 def template_columns(template: str) -> set[str]:
-    try:
-        return {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    except ValueError as exc:
-        raise ConfigError(f"warmup.template {template!r} is not a format string: {exc}")
+    """The columns the template names (the config checked that it is a format string)."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
 def warmup_examples(config: RunConfig, tokenizer: Any, dataset: Any) -> list[tuple[list[int], list[int]]]:
@@ -81,8 +79,8 @@ def warm_up(config: RunConfig, built: Any, dataset: Any, *, output_dir: Path | N
         if output_dir is not None:
             Path(output_dir, WARMUP_FILE).unlink(missing_ok=True)  # a previous run's, in the same dir
         return None
-    if built.quantized:
-        raise ConfigError("warmup.steps trains every weight, which a 4-bit model cannot; set warmup.steps: 0")
+    # A 4-bit model cannot take the warm-up's full updates: the config refuses warmup.steps with
+    # quantization.load_in_4bit (RunConfig._cross).
     import torch
 
     from grpo_host.training.callbacks import emit_progress
