@@ -19,10 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # The test fails when one of them is gone too, so that this list only ever shrinks.
 KNOWN_CIRCLES = {
     frozenset(
-        {"grpo_host.interop.scoring", "grpo_host.interop.trainer_side"}
-    ): "trainer_side (copied whole into exported files) defines strip_end_tokens and, in process, "
-    "asks scoring for its local scorer; the serve-rewards request path is being reworked",
-    frozenset(
         {"grpo_host.rewards.spec", "grpo_host.rewards.worker"}
     ): "spec.py imports worker.memory_error_text; spec.py is being reworked (host params, issue 23 item 2)",
     frozenset(
