@@ -71,6 +71,8 @@ GATHER_S = 0.002
 # A client answered this recently counts as one whose next request is on its way (trainers' reward
 # loops send the next sample at once); after that its connection counts as idle.
 RECENT_S = 0.25
+# The GIL's switch interval in a serving process (see RewardServer.serve_forever).
+SWITCH_INTERVAL_S = 0.0005
 ROUTES = {"/health": "GET", "/rewards": "GET", "/score": "POST", "/get_reward": "POST"}
 
 
@@ -648,6 +650,10 @@ class RewardServer:
             # Uvicorn re-raises the signal it shut down on, under the handler it found: with this
             # one a SIGTERM ends the process with status 0 after the cleanup below.
             signal.signal(signal.SIGTERM, _exit_cleanly)
+        # The process is the server's own (`grpo-host serve-rewards`): a lane whose worker has
+        # answered waits for the GIL while the event loop parses and answers requests, up to
+        # the switch interval (5 ms by default, the length of a one-sample request's whole trip).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             self.uvicorn.run(sockets=[self.sock])
         finally:
