@@ -30,6 +30,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import random
 import resource
 import selectors
@@ -158,13 +159,19 @@ def _epoll_clients(host: str, port: int, ids: list[int], stride: int, start_at: 
         if conn[4]:
             selector.modify(conn[0], selectors.EVENT_READ | selectors.EVENT_WRITE, k)
 
-    def reopen(k: int) -> None:
+    def reopen(k: int) -> bool:
+        """A new connection for client k after its old one failed; False when there is none
+        (the server is gone: the client stops, its requests so far counted)."""
         conn = state[k]
         selector.unregister(conn[0])
         conn[0].close()
-        conn[0], conn[1], conn[4] = _connect(host, port), bytearray(), b""
+        try:
+            conn[0], conn[1], conn[4] = _connect(host, port), bytearray(), b""
+        except OSError:
+            return False
         conn[0].setblocking(False)
         selector.register(conn[0], selectors.EVENT_READ, k)
+        return True
 
     for k in ids:
         sock = _connect(host, port)
@@ -200,9 +207,8 @@ def _epoll_clients(host: str, port: int, ids: list[int], stride: int, start_at: 
                 continue
             except OSError:
                 tally.counts["lost"] += len(expected)
-                reopen(k)
                 conn[2] += stride
-                if time.perf_counter() < stop:
+                if reopen(k) and time.perf_counter() < stop:
                     send_next(k)
                 else:
                     busy.discard(k)
@@ -218,7 +224,8 @@ def _epoll_clients(host: str, port: int, ids: list[int], stride: int, start_at: 
             else:
                 busy.discard(k)
     for conn in state.values():
-        conn[0].close()
+        if conn[0].fileno() >= 0:
+            conn[0].close()
 
 
 def _threaded_clients(host: str, port: int, ids: list[int], stride: int, start_at: float, seconds: float,
@@ -245,7 +252,11 @@ def _threaded_clients(host: str, port: int, ids: list[int], stride: int, start_a
             except (OSError, ValueError):
                 mine.counts["lost"] += len(expected)
                 sock.close()
-                sock, buf = _connect(host, port), bytearray()
+                try:
+                    sock, buf = _connect(host, port), bytearray()
+                except OSError:  # the server is gone: this client stops
+                    break
+                i += stride
                 continue
             mine.answer(answer[0], answer[1], request, expected, time.perf_counter() - started)
             i += stride
@@ -279,6 +290,17 @@ def _client_process(url: str, threads: int, offset: int, stride: int, seconds: f
     out.put((tally.latencies, tally.counts, tally.examples, cpu))
 
 
+def _report(out: mp.Queue, workers: list[mp.Process]) -> tuple:
+    """The next client process's figures; an error, not a hang, when one died without them."""
+    while True:
+        try:
+            return out.get(timeout=5)
+        except queue.Empty:
+            dead = [p for p in workers if p.exitcode not in (None, 0)]
+            if dead:
+                raise SystemExit(f"a client process failed (exit code {dead[0].exitcode}); see its traceback above")
+
+
 def run_clients(url: str, clients: int, seconds: float, requests: list[tuple[str, list[float]]],
                 procs: int, kind: str = "epoll") -> dict:
     procs = max(1, min(procs, clients))
@@ -294,7 +316,7 @@ def run_clients(url: str, clients: int, seconds: float, requests: list[tuple[str
         offset += threads
     latencies, counts, examples, client_cpu = [], {"samples": 0, "lost": 0, "wrong": 0, "timeouts": 0}, [], 0.0
     for _ in workers:
-        lat, c, ex, cpu = out.get()
+        lat, c, ex, cpu = _report(out, workers)
         examples += ex
         client_cpu += cpu
         latencies += lat
