@@ -1,5 +1,5 @@
-"""The record a training-backend plugin returns from ``grpo_backends()``, and the declared
-param (``Param``) that backends and data sources share."""
+"""The record a training-backend plugin returns from ``grpo_backends()``; its params are
+declared as ``Param`` (``grpo_host.plugins.params``, the shape every kind of plugin shares)."""
 
 from __future__ import annotations
 
@@ -8,37 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Param:
-    """A declared param of a backend or a data source: its name, type (as text), default, help."""
-
-    name: str
-    type: str
-    default: Any
-    help: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "default": self.default, "help": self.help}
-
+from grpo_host.plugins.params import Param as Param  # re-exported: grpo_host.backends.Param
+from grpo_host.plugins.params import check_declared, resolve
 
 BackendParam = Param  # the name backends import
-
-
-def resolve_declared(kind: str, owner: str, declared: Sequence[Param], given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``given``; a param that is not declared is an error with a did-you-mean."""
-    from grpo_host.errors import RewardParamError, did_you_mean
-
-    known = {p.name: p for p in declared}
-    resolved = {p.name: p.default for p in declared}
-    for key, value in given.items():
-        if key not in known:
-            raise RewardParamError(
-                f"{kind} {owner!r} has no param {key!r}; its params: "
-                f"{', '.join(known) or '(none)'}{did_you_mean(key, known)}"
-            )
-        resolved[key] = value
-    return resolved
 
 
 @dataclass
@@ -74,8 +47,8 @@ class BackendSpec:
     ``build_command(worker_argv, params, env, context)`` returns the argv that launches the
     training worker; ``worker_argv`` is ``[python, "-m", "grpo_host.training.worker", ...]``
     and the backend wraps it in its launcher (``accelerate launch``, ``torchrun``). ``params``
-    are its resolved params, ``context`` a :class:`LaunchContext` (the run config, the
-    cluster). It may add variables to ``env`` (a dict it can mutate) for the launched
+    are its resolved params (validated: an ``int`` param is an int), ``context`` a
+    :class:`LaunchContext` (the run config, the cluster). It may add variables to ``env`` (a dict it can mutate) for the launched
     processes. A ``build_command`` written for the older three-argument form is called without
     ``context``.
 
@@ -95,8 +68,15 @@ class BackendSpec:
     plugin: str = ""
     plugin_version: str = ""
 
-    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        return resolve_declared("backend", self.name, self.params, params)
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``params``, each validated against its declared type: what
+        ``build_command`` and ``prepare_worker`` get. Raises ``PluginParamError`` (kind
+        "backend") for a name it does not declare or a value of the wrong type."""
+        return resolve("backend", self.name, self.params, params)
+
+    def check_declared(self) -> list[str]:
+        """Raise ``PluginParamError`` for a param declaration that cannot work; return warnings."""
+        return check_declared("backend", self.name, self.params)
 
     def command(self, worker_argv: Sequence[str], params: dict[str, Any], env: dict[str, str],
                 context: LaunchContext) -> list[str]:

@@ -16,11 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from grpo_host._version import __version__
-from grpo_host.backends import Param, resolve_declared
-from grpo_host.errors import GrpoHostError, RewardParamError
-
-# Type texts a param may declare that are checked before drawing; others are the source's to check.
-_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+from grpo_host.errors import GrpoHostError
+from grpo_host.plugins.params import Param, check_declared, resolve
 
 
 @dataclass(frozen=True)
@@ -44,26 +41,13 @@ class DatasetSpec:
     plugin_version: str = ""
 
     def resolve_params(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        given = dict(params or {})
-        resolved = resolve_declared("data source", self.name, self.params, given)
-        for p in self.params:
-            if p.name not in given:  # a default is the source's own business
-                continue
-            value = resolved[p.name]
-            allowed = [t.strip() for t in p.type.split("|")]
-            if value is None and "None" in allowed:
-                continue
-            if not allowed or any(t not in _SIMPLE_TYPES for t in allowed if t != "None"):
-                continue  # a type we do not check (a list, a literal): the source checks it
-            types = [_SIMPLE_TYPES[t] for t in allowed if t != "None"]
-            if not types:
-                continue
-            ok = any(isinstance(value, t) and not (isinstance(value, bool) and bool not in t) for t in types)
-            if not ok:
-                raise RewardParamError(
-                    f"data source {self.name!r} param {p.name!r}: {value!r} is not a valid {p.type}"
-                )
-        return resolved
+        """Defaults overlaid with ``params``, each validated against its declared type;
+        ``PluginParamError`` (kind "data source") otherwise."""
+        return resolve("data source", self.name, self.params, params)
+
+    def check_declared(self) -> list[str]:
+        """Raise ``PluginParamError`` for a param declaration that cannot work; return warnings."""
+        return check_declared("data source", self.name, self.params)
 
     def draw(self, params: Mapping[str, Any] | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """The source's rows (at most ``limit``), each checked to be a dict with a ``prompt``."""
@@ -131,10 +115,10 @@ ARITHMETIC = DatasetSpec(
     description='Generated questions like "What is 12 + 7?" with their answers (the embedded default\'s data).',
     rows=_arithmetic,
     params=(
-        Param("size", "int", 2000, "How many rows."),
-        Param("seed", "int", 0, "The generator's seed: the same seed gives the same rows."),
-        Param("max_operand", "int", 20, "The largest operand; larger is harder."),
-        Param("operations", "str", "+-", "The operations to draw from: any of + - *."),
+        Param("size", int, 2000, "How many rows."),
+        Param("seed", int, 0, "The generator's seed: the same seed gives the same rows."),
+        Param("max_operand", int, 20, "The largest operand; larger is harder."),
+        Param("operations", str, "+-", "The operations to draw from: any of + - *."),
     ),
     columns=("answer", "expression", "working", "near_miss"),
     rewards=("accuracy", "format"),

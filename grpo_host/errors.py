@@ -34,8 +34,31 @@ class BrokenPluginError(GrpoHostError):
     """A needed reward or backend comes from a plugin that failed to load."""
 
 
-class RewardParamError(GrpoHostError, ValueError):
-    """A reward was given a param it does not have, or a value of the wrong type."""
+class PluginParamError(GrpoHostError, ValueError):
+    """A plugin's param was set to a name it does not have or a value of the wrong type, or the
+    plugin declares one that cannot work. ``kind`` ("reward", "backend", "data source"),
+    ``owner`` (the reward's, backend's or data source's name) and ``param`` say which."""
+
+    kind = "plugin"
+
+    def __init__(self, message: str, *, kind: str = "", owner: str = "", param: str = ""):
+        super().__init__(message)
+        self.kind = kind or type(self).kind
+        self.owner, self.param = owner, param
+
+
+class RewardParamError(PluginParamError):
+    """A reward's param: the reward kind of :class:`PluginParamError` (``except
+    RewardParamError`` catches rewards' errors only)."""
+
+    kind = "reward"
+
+
+def param_error(kind: str, owner: str, param: str, problem: str, *, message: str = "") -> PluginParamError:
+    """The error for ``kind``'s ``owner``'s ``param``: "backend 'accelerate' param
+    'num_processes': ..." (a :class:`RewardParamError` for a reward)."""
+    cls = RewardParamError if kind == "reward" else PluginParamError
+    return cls(message or f"{kind} {owner!r} param {param!r}: {problem}", kind=kind, owner=owner, param=param)
 
 
 class RewardHealthError(GrpoHostError):

@@ -21,6 +21,8 @@ from grpo_backend_torchrun.launch import (  # noqa: E402
     torchrun_argv,
 )
 
+from grpo_host.errors import PluginParamError  # noqa: E402
+
 WORKER = [sys.executable, "-m", "grpo_host.training.worker", "--config", "/runs/a/run_config.yaml"]
 DEFAULTS = {p.name: p.default for p in PARAMS}
 
@@ -114,7 +116,6 @@ def test_endpoint_without_port_gets_the_default():
     [
         ({"nnodes": 2}, {}, "rdzv_endpoint=HOST:PORT"),
         ({"nnodes": 2, "node_rank": 2, "rdzv_endpoint": "h:1"}, {}, "node_rank 2 is outside 0..1"),
-        ({"nproc_per_node": "two"}, {}, "nproc_per_node must be a whole number"),
         ({"nproc_per_node": 0}, {}, "nproc_per_node must be a whole number >= 1"),
         ({"nnodes": 2, "node_rank": 0, "rdzv_endpoint": "h:port"}, {}, "is not HOST:PORT"),
         ({}, {"NODE_RANK": "x"}, "NODE_RANK='x'"),
@@ -244,8 +245,10 @@ def test_quant_storage_param(tmp_path):
     env: dict[str, str] = {}
     build_command(WORKER, params(nproc_per_node=1, quant_storage="uint8"), env, LaunchContext(config, str(path)))
     assert env[QUANT_STORAGE_ENV] == "uint8"
-    with pytest.raises(BackendError, match="quant_storage 'int4'; allowed: auto, bfloat16"):
-        build_command(WORKER, params(nproc_per_node=1, quant_storage="int4"), {})
+    with pytest.raises(PluginParamError) as info:  # the host checks the declared choices
+        TORCHRUN_FSDP.check_params({"nproc_per_node": 1, "quant_storage": "int4"})
+    assert ("backend 'torchrun-fsdp' param 'quant_storage': 'int4' is not a valid 'auto' | 'bfloat16' | "
+            "'float16' | 'float32' | 'uint8'") in str(info.value)
 
 
 def test_cli_prints_the_command_and_refuses_what_cannot_work(tmp_path):

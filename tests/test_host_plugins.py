@@ -44,7 +44,7 @@ def test_decorated_module_is_a_plugin(plugin_dir):
     assert (record.status, record.version, record.rewards) == ("ok", "1.2.3", ["shout"])
     spec = manager.get_reward("shout")
     assert spec.plugin == "grpo-reward-shout" and spec.plugin_version == "1.2.3"
-    assert spec.params["bonus"].default == 0.5 and spec.params["bonus"].annotation == "float"
+    assert spec.params["bonus"].default == 0.5 and spec.params["bonus"].text == "float"
     assert spec.description == "1 + bonus when the completion is all caps."
 
 

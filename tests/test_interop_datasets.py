@@ -10,7 +10,13 @@ import pytest
 
 from grpo_host.config import DataSection
 from grpo_host.datasets import DatasetSpec
-from grpo_host.errors import GrpoHostError, NameConflictError, RewardParamError, UnknownNameError
+from grpo_host.errors import (
+    GrpoHostError,
+    NameConflictError,
+    PluginParamError,
+    RewardParamError,
+    UnknownNameError,
+)
 from grpo_host.plugins.manager import PluginManager
 
 from .conftest import run_cli, write_distribution
@@ -73,11 +79,12 @@ def test_draw_checks_params_and_rows():
                        params=(_param("size", "int", 3), _param("flag", "bool | None", None)))
     assert [r["prompt"] for r in spec.draw()] == ["0", "1", "2"]
     assert len(list(spec.draw({"size": 100}, limit=5))) == 5
-    with pytest.raises(RewardParamError, match="no param 'sise'.*did you mean 'size'"):
+    with pytest.raises(PluginParamError, match="data source 't' has no param 'sise'.*did you mean 'size'") as info:
         list(spec.draw({"sise": 2}))
-    with pytest.raises(RewardParamError, match="'three' is not a valid int"):
+    assert info.value.kind == "data source" and not isinstance(info.value, RewardParamError)
+    with pytest.raises(PluginParamError, match="data source 't' param 'size': 'three' is not a valid int"):
         list(spec.draw({"size": "three"}))
-    with pytest.raises(RewardParamError, match="True is not a valid int"):
+    with pytest.raises(PluginParamError, match="True is not a valid int"):
         list(spec.draw({"size": True}))
     assert list(spec.draw({"size": 1, "flag": None}))[0]["flag"] is None
     broken = DatasetSpec("b", "", rows=lambda: [{"question": "no prompt"}], plugin="grpo-data-b")

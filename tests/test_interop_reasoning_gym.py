@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,13 @@ def test_every_task_is_a_data_source_scored_by_the_reward():
     assert spec.rewards == ("reasoning-gym",) and spec.plugin == "grpo-reasoning-gym"
     params = {p.name: p for p in spec.params}
     assert params["size"].default == 500 and params["seed"].default == 0 and "difficulty" in params
-    assert params["max_animals"].type == "int"
+    assert params["max_animals"].type is int and params["max_animals"].text == "int"
+    # Every task's declaration is sound (upstream's loose hints pass unchecked, shown as written);
+    # a task's own `difficulty` is listed once, as the curriculum level draw_rows takes.
+    assert not [key for key in manager.refused if key[1].startswith(tasks.PREFIX)]
+    assert [p.name for p in manager.get_dataset("reasoning-gym:bf").params].count("difficulty") == 1
+    symbols = {p.name: p for p in manager.get_dataset("reasoning-gym:intermediate_integration").params}["symbols"]
+    assert symbols.text == "tuple" and symbols.type is Any
     assert manager.get_reward("reasoning-gym").plugin == "grpo-reasoning-gym"
 
 

@@ -30,7 +30,7 @@ def datasets_cmd(patterns: tuple[str, ...], as_json: bool) -> None:
     for column in ("data source", "plugin", "description", "params (type = default)", "columns", "rewards"):
         table.add_column(column, overflow="fold")
     for s in specs:
-        params = "\n".join(f"{p.name}: {p.type} = {p.default!r}" for p in s.params)
+        params = "\n".join(f"{p.name}: {p.text} = {p.default!r}" for p in s.params)
         table.add_row(s.name, f"{s.plugin} {s.plugin_version}".strip(), s.description, params,
                       ", ".join(["prompt", *s.columns]), ", ".join(s.rewards))
     console().print(table)

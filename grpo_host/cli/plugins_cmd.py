@@ -59,7 +59,7 @@ def backends_cmd(as_json: bool) -> None:
     rows = [
         {
             "name": b.name, "plugin": b.plugin, "version": b.plugin_version, "description": b.description,
-            "params": [{"name": p.name, "type": p.type, "default": p.default, "help": p.help} for p in b.params],
+            "params": [p.to_json() for p in b.params],
         }
         for b in backends
     ]

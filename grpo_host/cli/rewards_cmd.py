@@ -57,7 +57,7 @@ def list_rewards_cmd(as_json: bool) -> None:
     for column in ("reward", "plugin", "version", "description", "params (type = default)"):
         table.add_column(column, overflow="fold")
     for s in rewards:
-        params = [f"{p.name}: {p.annotation} = {p.default!r}" for p in s.params.values()]
+        params = [f"{p.name}: {p.text} = {p.default!r}" for p in s.params.values()]
         host = s.host_param_defaults()
         params.append(", ".join(
             f"{k} = {v:g}" if k == "timeout" else f"{k} = runtime cap" if v is None else f"{k} = {v}"

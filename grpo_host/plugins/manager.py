@@ -41,6 +41,7 @@ from grpo_host.errors import (
     BrokenPluginError,
     GrpoHostError,
     NameConflictError,
+    PluginParamError,
     UnknownNameError,
     did_you_mean,
 )
@@ -105,6 +106,8 @@ class PluginManager:
         self.datasets: dict[str, DatasetSpec] = {d.name: d for d in builtin_datasets()}
         self.conflicts: dict[tuple[str, str], list[str]] = {}
         self.conflict_notes: dict[tuple[str, str], str] = {}
+        # Backends and data sources whose param declaration cannot work: (kind, name) -> why.
+        self.refused: dict[tuple[str, str], str] = {}
         self._owners: dict[tuple[str, str], str] = {("dataset", d.name): d.plugin or PROJECT_NAME for d in self.datasets.values()}
         self.warnings: list[str] = []  # also printed to stderr as they happen
         self._budget = plugin_guard.budget_from(env)
@@ -297,11 +300,26 @@ class PluginManager:
                                              ("dataset", dataset_specs, self.datasets, record.datasets)):
             for spec in specs:
                 spec = _with_plugin(spec, record)
+                if not self._params_declared(kind, spec, record):
+                    continue
                 if self._claim(kind, spec.name, record, registry, spec):
                     names.append(spec.name)
         for name, tracker in trackers:
             if self._claim("tracker", name, record, self.trackers, tracker):
                 record.trackers.append(name)
+
+    def _params_declared(self, kind: str, spec: BackendSpec | DatasetSpec, record: PluginRecord) -> bool:
+        """Whether the spec's param declaration can work (a type that is a type, a default of its
+        own type); one that cannot is the plugin's bug: refused alone, with a warning, and named
+        when it is asked for. Its plugin's other specs register."""
+        try:
+            for message in spec.check_declared():
+                self._warn(f"{record.name} {record.version}: {message}")
+        except PluginParamError as exc:
+            self.refused[(kind, spec.name)] = f"{exc} (plugin {record.name} {record.version})"
+            self._warn(f"{record.name} {record.version}: {kind} {spec.name!r} not registered: {exc}")
+            return False
+        return True
 
     def _foreign(self, spec: RewardSpec, record: PluginRecord) -> bool:
         """Whether a reward found in a plugin's module lives in another plugin's package."""
@@ -431,6 +449,8 @@ class PluginManager:
         owners = self.conflicts.get((kind, name))
         if owners:
             raise NameConflictError(self.conflict_message(kind, name))
+        if (kind, name) in self.refused:
+            raise BrokenPluginError(f"{kind} {name!r} is not available: {self.refused[(kind, name)]}")
         broken = self.broken_plugins()
         if broken:
             listing = "; ".join(f"{p.name} {p.version} ({p.error})" for p in broken)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grpo_host.errors import RewardParamError, did_you_mean
+from grpo_host.plugins.params import Param, resolve
 
 # Every reward accepts these, whatever its signature; the runtime consumes them
 # (`concurrency` is for async rewards only: samples awaited at once).
@@ -49,15 +49,7 @@ class Score:
         self.details = {**(details or {}), **more}
 
 
-@dataclass(frozen=True)
-class ParamInfo:
-    name: str
-    annotation: str  # as written, for display
-    default: Any
-    help: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.annotation, "default": _jsonable(self.default)}
+ParamInfo = Param  # a reward's param: the record every kind of plugin declares its params with
 
 
 @dataclass
@@ -68,7 +60,7 @@ class RewardSpec:
     target: Any  # the decorated function or class
     description: str = ""
     kind: Literal["function", "class"] = "function"
-    params: dict[str, ParamInfo] = field(default_factory=dict)
+    params: dict[str, Param] = field(default_factory=dict)
     columns: tuple[str, ...] = ()  # dataset columns the reward requires
     accepts_any_column: bool = True  # has **columns
     wants: tuple[str, ...] = ()  # which of SAMPLE_ARGS it takes besides completion
@@ -94,32 +86,8 @@ class RewardSpec:
         Host params (``timeout``, ``weight``, ``memory_mb``, ``concurrency``) are not included:
         see ``bind_reward``.
         """
-        resolved = {name: p.default for name, p in self.params.items()}
-        for key, value in (params or {}).items():
-            if key not in self.params:
-                known = [*self.params, *HOST_PARAMS]
-                raise RewardParamError(
-                    f"reward {self.name!r} has no param {key!r}; its params: "
-                    f"{', '.join(known)}{did_you_mean(key, known)}"
-                )
-            resolved[key] = self._validate(key, value)
-        return resolved
-
-    def _validate(self, key: str, value: Any) -> Any:
-        hints = _type_hints(self.target)
-        hint = hints.get(key)
-        if hint is None:
-            return value
-        from pydantic import TypeAdapter, ValidationError
-
-        try:
-            return TypeAdapter(hint).validate_python(value)
-        except ValidationError as exc:
-            first = exc.errors()[0]["msg"]
-            raise RewardParamError(
-                f"reward {self.name!r} param {key!r}: {value!r} is not a valid "
-                f"{self.params[key].annotation} ({first})"
-            ) from None
+        return resolve("reward", self.name, self.params.values(), params, also_known=HOST_PARAMS,
+                       annotations=_type_hints(self.target))
 
     def provenance(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Where the reward came from and with what params: written into every run."""
@@ -140,7 +108,8 @@ class RewardSpec:
             "version": self.plugin_version,
             "description": self.description,
             "kind": self.kind,
-            "params": [p.to_json() for p in self.params.values()],
+            "params": [{"name": p.name, "type": p.text, "default": _jsonable(p.default)}
+                       for p in self.params.values()],
             "host_params": self.host_param_defaults(),
             "columns": list(self.columns),
             "isolation": self.isolation,
@@ -320,7 +289,7 @@ def _make_spec(target: Any, *, name: str, description: str | None, **options: An
     if len(positional) < skip_first:
         raise TypeError(f"reward {name!r}: its first argument must be the completion")
 
-    params: dict[str, ParamInfo] = {}
+    params: dict[str, Param] = {}
     columns: list[str] = []
     wants: list[str] = []
     for p in (init_params if kind == "class" else []) + call_params[skip_first:]:
@@ -337,7 +306,8 @@ def _make_spec(target: Any, *, name: str, description: str | None, **options: An
         else:
             if p.name in HOST_PARAMS:
                 raise TypeError(f"reward {name!r}: {p.name!r} is a host param every reward has; rename it")
-            params[p.name] = ParamInfo(p.name, _annotation_text(p.annotation), p.default)
+            declared = Any if p.annotation is inspect.Parameter.empty else p.annotation
+            params[p.name] = Param(p.name, declared, p.default, text=_annotation_text(p.annotation))
     doc = inspect.getdoc(target) or ""
     return RewardSpec(
         name=name,

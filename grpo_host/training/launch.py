@@ -101,7 +101,13 @@ def _check_data_source(config: RunConfig, manager: PluginManager) -> list[str]:
     from grpo_host.errors import did_you_mean
 
     source = config.data.source
-    if source in manager.datasets or source.startswith("builtin:") or Path(source).expanduser().exists():
+    if source in manager.datasets:  # its params checked now, not after the model is built
+        try:
+            manager.get_dataset(source).resolve_params(config.data.params)
+        except GrpoHostError as exc:
+            return [f"data.params: {exc}"]
+        return []
+    if source.startswith("builtin:") or Path(source).expanduser().exists():
         return []
     close = did_you_mean(source, manager.datasets)
     if close or config.data.params:

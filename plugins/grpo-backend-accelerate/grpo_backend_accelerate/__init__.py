@@ -15,28 +15,26 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import grpo_host
 from grpo_host import GrpoHostError
 from grpo_host.backends import BackendParam, BackendSpec, LaunchContext
 
-PRECISIONS = ("no", "bf16", "fp16")
-
 PARAMS = (
-    BackendParam("num_processes", "int | 'auto'", "auto",
+    BackendParam("num_processes", int | Literal["auto"], "auto",
                  "Processes on this machine; auto = one per visible GPU, else 1."),
-    BackendParam("num_machines", "int", 1, "Machines taking part (multi-node)."),
-    BackendParam("machine_rank", "int", 0, "This machine's rank (multi-node)."),
-    BackendParam("main_process_ip", "str | None", None, "The rank-0 machine's address (multi-node)."),
-    BackendParam("main_process_port", "int | None", None, "The rank-0 machine's port."),
-    BackendParam("mixed_precision", "'auto' | 'no' | 'bf16' | 'fp16'", "auto",
+    BackendParam("num_machines", int, 1, "Machines taking part (multi-node)."),
+    BackendParam("machine_rank", int, 0, "This machine's rank (multi-node)."),
+    BackendParam("main_process_ip", str | None, None, "The rank-0 machine's address (multi-node)."),
+    BackendParam("main_process_port", int | None, None, "The rank-0 machine's port."),
+    BackendParam("mixed_precision", Literal["auto", "no", "bf16", "fp16"], "auto",
                  "auto = the run's `precision` (left to the trainer when that is auto)."),
-    BackendParam("config_file", "str | None", None,
+    BackendParam("config_file", str | None, None,
                  "An Accelerate config YAML (DeepSpeed, FSDP, ...), as `accelerate config` writes it."),
-    BackendParam("deepspeed_config_file", "str | None", None, "A DeepSpeed JSON config."),
-    BackendParam("cpu", "bool | 'auto'", "auto", "Train on CPUs; auto = when no GPU is visible."),
-    BackendParam("extra_args", "list[str]", [], "More `accelerate launch` options, passed as given."),
+    BackendParam("deepspeed_config_file", str | None, None, "A DeepSpeed JSON config."),
+    BackendParam("cpu", bool | Literal["auto"], "auto", "Train on CPUs; auto = when no GPU is visible."),
+    BackendParam("extra_args", list[str], [], "More `accelerate launch` options, passed as given."),
 )
 
 
@@ -59,28 +57,21 @@ def visible_gpus() -> int:
 def build_command(worker_argv: Sequence[str], params: dict[str, Any], env: dict[str, str],
                   context: LaunchContext | None = None) -> list[str]:
     gpus = visible_gpus()
-    cpu = params["cpu"]
-    cpu = gpus == 0 if cpu == "auto" else bool(cpu)
+    # The host validated params against PARAMS: counts are ints, the choices are among theirs.
+    cpu = gpus == 0 if params["cpu"] == "auto" else params["cpu"]
     procs = params["num_processes"]
     if procs == "auto":
         procs = 1 if cpu else max(1, gpus)
-    try:
-        procs = int(procs)
-        machines = int(params["num_machines"])
-    except (TypeError, ValueError):
-        raise GrpoHostError(f"backend accelerate: num_processes and num_machines must be whole numbers, "
-                            f"got {params['num_processes']!r} and {params['num_machines']!r}")
+    machines = params["num_machines"]
     if procs < 1 or machines < 1:
         raise GrpoHostError("backend accelerate: num_processes and num_machines must be at least 1")
     precision = params["mixed_precision"]
-    if precision == "auto":
+    if precision == "auto":  # the run's own (config validation allows the same values)
         precision = context.config.precision if context is not None else "auto"
-    if precision not in (*PRECISIONS, "auto"):
-        raise GrpoHostError(f"backend accelerate: mixed_precision {precision!r}; allowed: auto, {', '.join(PRECISIONS)}")
     for key in ("config_file", "deepspeed_config_file"):
         if params[key] and not os.path.isfile(params[key]):
             raise GrpoHostError(f"backend accelerate: {key} {params[key]!r} not found")
-    extra = list(params["extra_args"] or [])
+    extra = list(params["extra_args"])
     if cpu:
         env["ACCELERATE_USE_CPU"] = "true"
 

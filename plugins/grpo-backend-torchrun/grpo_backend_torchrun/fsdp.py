@@ -230,16 +230,16 @@ def prepare_worker(params: dict[str, Any], model: Any, config: Any) -> WorkerSet
         ac = bool(config.gradient_checkpointing) and not quantized
     fsdp_config = {
         "version": 2,
-        "reshard_after_forward": bool(params.get("reshard_after_forward", True)),
+        "reshard_after_forward": params.get("reshard_after_forward", True),
         "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
         "transformer_layer_cls_to_wrap": wrap,
         "activation_checkpointing": bool(ac),
-        "cpu_offload": bool(params.get("cpu_offload", False)),
+        "cpu_offload": params.get("cpu_offload", False),
         # Gathered in full on save: the saved model loads in plain transformers.
         "state_dict_type": "FULL_STATE_DICT",
         "cpu_ram_efficient_loading": False,
     }
-    fsdp_config.update(dict(params.get("fsdp_config") or {}))
+    fsdp_config.update(params.get("fsdp_config") or {})
     args: dict[str, Any] = {"fsdp": True, "fsdp_config": fsdp_config}
     if fsdp_config["activation_checkpointing"]:
         # FSDP's own checkpointing replaces the trainer's; the trainer refuses both at once.

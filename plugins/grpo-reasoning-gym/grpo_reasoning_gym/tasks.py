@@ -17,14 +17,15 @@ from typing import Any
 
 import grpo_host
 from grpo_host import DatasetSpec, Param
+from grpo_host.plugins.params import conforms
 from grpo_reasoning_gym.catalog import load_catalog
 
 PREFIX = "reasoning-gym:"
 REWARD = "reasoning-gym"
 DEFAULT_SIZE = 500  # reasoning-gym's own default
 COMMON_PARAMS = (
-    Param("size", "int", DEFAULT_SIZE, "How many rows."),
-    Param("seed", "int", 0, "The generator's seed: the same seed gives the same rows."),
+    Param("size", int, DEFAULT_SIZE, "How many rows."),
+    Param("seed", int, 0, "The generator's seed: the same seed gives the same rows."),
 )
 
 
@@ -35,10 +36,12 @@ def dataset_specs() -> list[DatasetSpec]:
         params = list(COMMON_PARAMS)
         levels = info.get("difficulty_levels")
         if levels:
-            params.append(Param("difficulty", "int | None", None,
+            params.append(Param("difficulty", int | None, None,
                                 f"reasoning-gym's curriculum level, 0 (easiest) to {levels - 1}; sets the "
                                 "task's ranges (params set here still win). None: the task's defaults."))
-        params += [Param(p["name"], p["type"], p["default"]) for p in info["params"]]
+        # A task's own `difficulty` would be shadowed by the curriculum level above (draw_rows
+        # takes that one): listed once, as the level.
+        params += [_task_param(p) for p in info["params"] if not (levels and p["name"] == "difficulty")]
         specs.append(DatasetSpec(
             name=PREFIX + task,
             description=f"reasoning-gym {task}: {info['description']}",
@@ -48,6 +51,16 @@ def dataset_specs() -> list[DatasetSpec]:
             rewards=(REWARD,),
         ))
     return specs
+
+
+def _task_param(p: dict[str, Any]) -> Param:
+    """A task's config param, typed from the catalogue's text. The task's own types (an enum, a
+    config class) and defaults its annotation does not cover (upstream's ``tuple[str]`` for a
+    tuple of any length, ``int`` for 0.2) are passed unchecked: reasoning-gym checks them."""
+    param = Param(p["name"], p["type"], p["default"])
+    if param.checked and conforms(param.default, param.type):
+        return param
+    return Param(p["name"], Any, p["default"], text=p["type"])
 
 
 def _rows_for(task: str):
