@@ -5,8 +5,8 @@ the same samples sent as one batch, and the old 1/8/32-client runs of one GRPO g
 (one kept-alive HTTP/1.1 connection each, pre-built requests, a minimal response reader) run in
 another process, by default all on one thread over non-blocking sockets (``--client epoll``):
 on a 2-core machine the load generator shares the cores with the server it measures, and a
-thread per client (``--client threads``, the first version) cost 80-115 µs of CPU per
-one-sample request against ~25 µs, CPU the server then lacked. Both sides of a ratio (one
+thread per client (``--client threads``, the first version) cost 47-115 µs of CPU per
+one-sample request against 23-32 µs (bench/README.md), CPU the server then lacked. Both sides of a ratio (one
 sample per request vs one batch) use the same client; the client's own CPU per request is
 reported beside the server's and its workers'. Every answer is checked against the scores of the
 same samples computed in process beforehand: the run reports lost (no 200 answer) and wrong
