@@ -46,7 +46,8 @@ def main() -> None:
     parser.add_argument("--round-seconds", type=float, default=4.0)
     parser.add_argument("--reward", default="accuracy")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--client-procs", type=int, default=1)
+    parser.add_argument("--client", choices=sorted(sr.CLIENTS), default="epoll", help="see serve_rewards.py")
     args = parser.parse_args()
     from grpo_host.interop.scoring import bind_rewards, check_samples, results_json
     from grpo_host.rewards.runtime import RewardRuntime
@@ -65,16 +66,16 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     try:
         for _, url in servers.values():
-            sr.run_clients(url, 4, 1.5, sr.requests_of(work, reference, 8), args.client_procs)  # warm
+            sr.run_clients(url, 4, 1.5, sr.requests_of(work, reference, 8), args.client_procs, args.client)  # warm
         new_proc, new_url = servers["this checkout"]
         for k in range(args.rounds):
-            b = sr.run_clients(new_url, 1, args.round_seconds, batch, 1)
+            b = sr.run_clients(new_url, 1, args.round_seconds, batch, 1, args.client)
             batch_rates.append(b["completions_per_s"])
             for name, (proc, url) in servers.items():
                 r = sr.measured(
                     proc.pid,
                     lambda u=url: sr.run_clients(
-                        u, args.clients, args.round_seconds, single, args.client_procs
+                        u, args.clients, args.round_seconds, single, args.client_procs, args.client
                     ),
                 )
                 rates[name].append(r["completions_per_s"])

@@ -3,9 +3,11 @@
 Trainers that decode with ``skip_special_tokens=False`` (OpenRLHF does) send every completion
 with its EOS token still on the end (``<|im_end|>`` for Qwen), and a reward that anchors on the
 end of the text (``format``) then scores 0 on every sample. The server and the exported files
-cut a trailing run of these tokens off first; :func:`tokens_from_tokenizer` reads the list from a
-tokenizer instead of the default, from its JSON files when it is a local folder (no transformers
-needed), else through ``transformers.AutoTokenizer``.
+cut a trailing run of these tokens off first (``strip_end_tokens`` lives in
+:mod:`~grpo_host.interop.trainer_side`, whose body the exported files copy; :func:`strip_completion`
+applies it to a ``/score`` sample); :func:`tokens_from_tokenizer` reads the list from a tokenizer
+instead of the default, from its JSON files when it is a local folder (no transformers needed),
+else through ``transformers.AutoTokenizer``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from grpo_host.errors import GrpoHostError
+from grpo_host.interop.trainer_side import strip_end_tokens
 
 # The EOS/pad tokens of the model families GRPO is run on today: Qwen/ChatML, GPT-2 style and
 # Qwen's pad, Llama 2 / Mistral, Llama 3 (turn end and text end), Gemma.
 DEFAULT_END_TOKENS: tuple[str, ...] = (
     "<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>",
 )
+
+
+def strip_completion(completion: Any, tokens: list[str] | tuple[str, ...]) -> Any:
+    """A ``/score`` sample's completion with its trailing end tokens cut off: the text, or the
+    last message's content of a chat completion (anything else as it is)."""
+    if isinstance(completion, str):
+        return strip_end_tokens(completion, tokens)
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        last = completion[-1]
+        if isinstance(last.get("content"), str):
+            return [*completion[:-1], {**last, "content": strip_end_tokens(last["content"], tokens)}]
+    return completion
 
 
 def _content(token: Any) -> str | None:

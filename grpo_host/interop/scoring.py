@@ -27,7 +27,6 @@ from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any
 
 from grpo_host.errors import GrpoHostError
-from grpo_host.interop.trainer_side import strip_end_tokens
 from grpo_host.rewards.binding import BoundReward, bind_reward
 from grpo_host.rewards.runtime import RewardRuntime, SampleResult, prepare_samples
 
@@ -74,10 +73,10 @@ def results_json(bound: Sequence[BoundReward], results: Mapping[str, Sequence[Sa
     return rows
 
 
-def check_samples(samples: Any, end_tokens: Sequence[str] = ()) -> list[dict[str, Any]]:
+def check_samples(samples: Any, completion: Callable[[Any], Any] | None = None) -> list[dict[str, Any]]:
     """The runtime's samples from a JSON list of ``{"completion": ..., <columns>}``, or a
-    GrpoHostError saying which sample is wrong and how; ``end_tokens`` are cut off the end of
-    each completion (of a chat completion's last message)."""
+    GrpoHostError saying which sample is wrong and how; ``completion``, when given, turns each
+    completion into the one scored (the server cuts end tokens off with it)."""
     if not isinstance(samples, list):
         raise GrpoHostError(f"'samples' must be a list of objects, not {type(samples).__name__}")
     for i, sample in enumerate(samples):
@@ -87,22 +86,12 @@ def check_samples(samples: Any, end_tokens: Sequence[str] = ()) -> list[dict[str
             raise GrpoHostError(f"samples[{i}] has no 'completion' (keys: {', '.join(sample) or 'none'})")
     keys = sorted({k for s in samples for k in s if k != "completion"})
     completions = [s["completion"] for s in samples]
-    if end_tokens:
-        completions = [_strip_completion(c, end_tokens) for c in completions]
+    if completion is not None:
+        completions = [completion(c) for c in completions]
     try:
         return prepare_samples(completions, {k: [s.get(k) for s in samples] for k in keys})
     except TypeError as exc:
         raise GrpoHostError(f"samples: {exc}") from None
-
-
-def _strip_completion(completion: Any, end_tokens: Sequence[str]) -> Any:
-    if isinstance(completion, str):
-        return strip_end_tokens(completion, end_tokens)
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        last = completion[-1]
-        if isinstance(last.get("content"), str):
-            return [*completion[:-1], {**last, "content": strip_end_tokens(last["content"], end_tokens)}]
-    return completion
 
 
 # One runtime call scores at most this many samples; the rest waits for the next free lane.

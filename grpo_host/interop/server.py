@@ -16,6 +16,7 @@ go with them). The protocol is documented in docs/serve-rewards.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -33,7 +34,7 @@ from typing import Any
 
 from grpo_host.errors import GrpoHostError
 from grpo_host.interop import trainer_side
-from grpo_host.interop.end_tokens import DEFAULT_END_TOKENS
+from grpo_host.interop.end_tokens import DEFAULT_END_TOKENS, strip_completion
 from grpo_host.interop.scoring import ScoringPool, check_samples, results_json
 from grpo_host.rewards.runtime import BoundReward
 
@@ -70,6 +71,8 @@ GATHER_S = 0.002
 # A client answered this recently counts as one whose next request is on its way (trainers' reward
 # loops send the next sample at once); after that its connection counts as idle.
 RECENT_S = 0.25
+# The GIL's switch interval in a serving process (see RewardServer.serve_forever).
+SWITCH_INTERVAL_S = 0.0005
 ROUTES = {"/health": "GET", "/rewards": "GET", "/score": "POST", "/get_reward": "POST"}
 
 
@@ -162,6 +165,7 @@ class RewardApp:
         self.pool, self.bound, self.limits = pool, list(bound), limits
         self.names = [b.name for b in self.bound]
         self.label_column, self.end_tokens = label_column, list(end_tokens)
+        self._strip = functools.partial(strip_completion, tokens=tuple(end_tokens)) if end_tokens else None
         self._token = token.encode() if token else None
         self.started = time.time()
         self.counts = {"requests": 0, "rejected": 0}
@@ -256,7 +260,7 @@ class RewardApp:
             raise RequestError(405, f"{path} takes {allowed} ({what}), not {scope['method']}; see docs/serve-rewards.md",
                                headers=[("allow", allowed)])
         if self._token is not None:
-            self._check_token(scope)
+            self._check_token(scope, self._token)
         if allowed == "GET":
             return 200, (self.health() if path == "/health" else self.rewards())
         self.counts["requests"] += 1
@@ -269,13 +273,13 @@ class RewardApp:
             return 200, await self._score(body, arrival)
         return 200, await self._get_reward(body, arrival)
 
-    def _check_token(self, scope: dict[str, Any]) -> None:
+    def _check_token(self, scope: dict[str, Any], expected: bytes) -> None:
         given = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 given = value
         scheme, _, token = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), expected):
             raise RequestError(401, "this server needs 'Authorization: Bearer <token>' (the token it was started "
                                     "with through --token-env)", headers=[("www-authenticate", "Bearer")])
 
@@ -360,7 +364,7 @@ class RewardApp:
         if isinstance(samples, list):
             self._count_ok(len(samples))
         try:
-            return check_samples(samples, self.end_tokens if strip else ())
+            return check_samples(samples, self._strip if strip else None)
         except GrpoHostError as exc:
             raise RequestError(400, str(exc)) from None
 
@@ -473,100 +477,113 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def guarded_protocol(limits: Limits) -> type:
-    """Uvicorn's HTTP protocol with what uvicorn leaves out: a deadline for a request's headers
-    (uvicorn only times out idle keep-alive connections, so a client trickling a byte at a time
-    held its connection forever), a cap on open connections, a cap on header bytes (httptools
-    has none), and JSON instead of plain text for a request the parser rejects."""
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+# The guards are mixins put in front of uvicorn's protocol class by guarded_protocol (uvicorn is
+# imported only when a server starts); typed loosely, so their super() calls into it check.
+_UvicornProtocol: Any = object
 
-    base: Any = AutoHTTPProtocol
-    has_header_callbacks = hasattr(base, "on_header")
 
-    class GuardedProtocol(base):  # type: ignore[misc, valid-type]
-        _header_timer: asyncio.TimerHandle | None = None
-        _body_timer: asyncio.TimerHandle | None = None
-        _header_bytes = 0
-        _refusal = ""
+class _ConnectionGuard(_UvicornProtocol):
+    """What uvicorn leaves out of a connection: a deadline for a request's headers (uvicorn only
+    times out idle keep-alive connections, so a client trickling a byte at a time held its
+    connection forever), a cap on open connections, coalesced writes, and JSON instead of plain
+    text for a request the parser rejects. ``limits`` is set on the class guarded_protocol makes."""
 
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.transport = _CoalescingTransport(transport, self.loop)
-            if len(self.connections) > limits.max_connections:
-                _reply_and_close(transport, 503, f"this server holds at most {limits.max_connections} open "
-                                                 "connections (--max-connections); retry shortly")
-                return
+    limits: Limits
+    _header_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
+    _header_bytes = 0
+    _refusal = ""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.transport = _CoalescingTransport(transport, self.loop)
+        cap = self.limits.max_connections
+        if len(self.connections) > cap:
+            _reply_and_close(transport, 503, f"this server holds at most {cap} open connections "
+                                             "(--max-connections); retry shortly")
+            return
+        self._arm_header_deadline()
+
+    def _arm_header_deadline(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_bytes = 0
+        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._header_deadline_passed)
+
+    def _header_deadline_passed(self) -> None:
+        self._header_timer = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return  # a request is in: its body has its own deadline; the next headers get a new one
+        _reply_and_close(self.transport, 408, f"the request headers did not arrive within "
+                                              f"{self.limits.header_timeout_s:g} s (--header-timeout); "
+                                              "the connection is closed")
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
             self._arm_header_deadline()
 
-        def _arm_header_deadline(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            self._header_bytes = 0
-            self._header_timer = self.loop.call_later(limits.header_timeout_s, self._header_deadline_passed)
-
-        def _header_deadline_passed(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
-                return  # a request is in: its body has the app's deadline; the next headers get a new one
-            _reply_and_close(self.transport, 408, f"the request headers did not arrive within "
-                                                  f"{limits.header_timeout_s:g} s (--header-timeout); "
-                                                  "the connection is closed")
+        self._stop_body_deadline()
+        super().connection_lost(exc)
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm_header_deadline()
+    def _stop_body_deadline(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-            self._stop_body_deadline()
-            super().connection_lost(exc)
+    def send_400_response(self, msg: str) -> None:
+        reason = self._refusal or "the HTTP request line, headers or Content-Length are malformed"
+        _reply_and_close(self.transport, 400, f"{reason}; the connection is closed")
 
-        def _stop_body_deadline(self) -> None:
-            if self._body_timer is not None:
-                self._body_timer.cancel()
-                self._body_timer = None
 
-        def send_400_response(self, msg: str) -> None:
-            reason = self._refusal or "the HTTP request line, headers or Content-Length are malformed"
-            _reply_and_close(self.transport, 400, f"{reason}; the connection is closed")
+class _HttptoolsGuard(_ConnectionGuard):
+    """Under httptools (h11 bounds a request's head itself, and answers 400): a cap on header
+    bytes (httptools has none), and the body's deadline kept here, one timer per request, so the
+    app's read of the body stays plain."""
 
-        if has_header_callbacks:  # httptools: h11 bounds a request's head itself (and answers 400)
-            def on_headers_complete(self) -> None:
-                # The body's deadline, from here to its last byte: one timer, the app's read stays plain.
-                self.scope[BODY_DEADLINE_KEY] = True
-                super().on_headers_complete()
-                self._stop_body_deadline()
-                if not self.transport.is_closing():
-                    self._body_timer = self.loop.call_later(limits.body_timeout_s, self._body_deadline_passed)
+    def on_headers_complete(self) -> None:
+        self.scope[BODY_DEADLINE_KEY] = True
+        super().on_headers_complete()
+        self._stop_body_deadline()
+        if not self.transport.is_closing():
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_deadline_passed)
 
-            def on_message_complete(self) -> None:
-                self._stop_body_deadline()
-                super().on_message_complete()
+    def on_message_complete(self) -> None:
+        self._stop_body_deadline()
+        super().on_message_complete()
 
-            def _body_deadline_passed(self) -> None:
-                self._body_timer = None
-                # The app waiting for the rest of the body gets a disconnect and answers nothing.
-                _reply_and_close(self.transport, 408, body_timeout_text(limits))
+    def _body_deadline_passed(self) -> None:
+        self._body_timer = None
+        # The app waiting for the rest of the body gets a disconnect and answers nothing.
+        _reply_and_close(self.transport, 408, body_timeout_text(self.limits))
 
-            def on_url(self, url: bytes) -> None:
-                self._count_header_bytes(len(url))
-                super().on_url(url)
+    def on_url(self, url: bytes) -> None:
+        self._count_header_bytes(len(url))
+        super().on_url(url)
 
-            def on_header(self, name: bytes, value: bytes) -> None:
-                self._count_header_bytes(len(name) + len(value))
-                super().on_header(name, value)
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value))
+        super().on_header(name, value)
 
-            def _count_header_bytes(self, count: int) -> None:
-                self._header_bytes += count
-                if self._header_bytes > limits.max_header_bytes:
-                    self._refusal = f"the request line and headers are over {limits.max_header_bytes} bytes"
-                    raise ValueError(self._refusal)  # httptools turns it into a parser error: a 400
+    def _count_header_bytes(self, count: int) -> None:
+        self._header_bytes += count
+        cap = self.limits.max_header_bytes
+        if self._header_bytes > cap:
+            self._refusal = f"the request line and headers are over {cap} bytes"
+            raise ValueError(self._refusal)  # httptools turns it into a parser error: a 400
 
-    return GuardedProtocol
+
+def guarded_protocol(limits: Limits) -> type:
+    """Uvicorn's HTTP protocol (httptools when installed, else h11) behind the guards above."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    guard = _HttptoolsGuard if hasattr(AutoHTTPProtocol, "on_header") else _ConnectionGuard
+    return type("GuardedProtocol", (guard, AutoHTTPProtocol), {"limits": limits})
 
 
 def is_loopback(host: str) -> bool:
@@ -633,6 +650,10 @@ class RewardServer:
             # Uvicorn re-raises the signal it shut down on, under the handler it found: with this
             # one a SIGTERM ends the process with status 0 after the cleanup below.
             signal.signal(signal.SIGTERM, _exit_cleanly)
+        # The process is the server's own (`grpo-host serve-rewards`): a lane whose worker has
+        # answered waits for the GIL while the event loop parses and answers requests, up to
+        # the switch interval (5 ms by default, the length of a one-sample request's whole trip).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             self.uvicorn.run(sockets=[self.sock])
         finally:
