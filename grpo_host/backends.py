@@ -1,5 +1,5 @@
 """The record a training-backend plugin returns from ``grpo_backends()``; its params are
-declared as ``Param`` (``grpo_host.plugins.params``, the shape every kind of plugin shares)."""
+declared as ``Param`` (``grpo_host.params``, the shape every kind of plugin shares)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpo_host.plugins.params import Param as Param  # re-exported: grpo_host.backends.Param
-from grpo_host.plugins.params import check_declared, resolve
+from grpo_host.params import Param as Param  # re-exported: grpo_host.backends.Param
+from grpo_host.params import check_declared, resolve
 
 BackendParam = Param  # the name backends import
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from grpo_host._version import __version__
 from grpo_host.errors import GrpoHostError
-from grpo_host.plugins.params import Param, check_declared, resolve
+from grpo_host.params import Param, check_declared, resolve
 
 
 @dataclass(frozen=True)

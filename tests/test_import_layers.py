@@ -154,10 +154,10 @@ def test_first_party_plugins_do_not_import_the_cli():
 # The public API a plugin author may use: the names of grpo_host.__all__ and these documented
 # modules (the reward author's answer helpers, the backend and tracker records and helpers,
 # the hook specs, the golden-case loader and harness a plugin's own tests run its cases with,
-# the declared params' checks in grpo_host.plugins.params). A
+# the declared params' checks in grpo_host.params). A
 # first-party plugin uses nothing else, so a third party can do all it does.
 PUBLIC_MODULES = {"grpo_host.answers", "grpo_host.backends", "grpo_host.tracking", "grpo_host.hookspecs",
-                  "grpo_host.golden.loader", "grpo_host.golden.harness", "grpo_host.plugins.params"}
+                  "grpo_host.golden.loader", "grpo_host.golden.harness", "grpo_host.params"}
 
 
 def private_uses(path: Path, public_names: set[str]) -> list[str]:

@@ -20,8 +20,8 @@ import grpo_host
 from grpo_host.backends import BackendParam, BackendSpec
 from grpo_host.datasets import DatasetSpec
 from grpo_host.errors import BrokenPluginError, PluginParamError, RewardParamError
+from grpo_host.params import Param, annotation_from_text, conforms, resolve, type_text, validate
 from grpo_host.plugins.manager import PluginManager
-from grpo_host.plugins.params import Param, annotation_from_text, conforms, resolve, type_text, validate
 from tests.conftest import run_cli, write_distribution
 
 

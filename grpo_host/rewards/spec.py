@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grpo_host.plugins.params import Param, resolve
+from grpo_host.params import Param, resolve
 
 # Every reward accepts the host params (timeout, weight, memory_mb, concurrency), whatever its
 # signature; the runtime consumes them. Defined once, as RewardItem's fields.

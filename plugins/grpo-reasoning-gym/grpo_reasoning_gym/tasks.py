@@ -17,7 +17,7 @@ from typing import Any
 
 import grpo_host
 from grpo_host import DatasetSpec, Param
-from grpo_host.plugins.params import conforms
+from grpo_host.params import conforms
 from grpo_reasoning_gym.catalog import load_catalog
 
 PREFIX = "reasoning-gym:"
