@@ -25,7 +25,7 @@ from grpo_host.params import Param, resolve
 
 # Every reward accepts the host params (timeout, weight, memory_mb, concurrency), whatever its
 # signature; the runtime consumes them. Defined once, as RewardItem's fields.
-from grpo_host.rewards.item import HOST_PARAMS, memory_error_text
+from grpo_host.rewards.item import HOST_PARAMS, RewardItem, memory_error_text
 
 # Names a per-sample function receives from the host rather than from dataset columns.
 SAMPLE_ARGS = ("completion", "messages", "completion_ids")
@@ -121,7 +121,7 @@ class RewardSpec:
     def host_param_defaults(self) -> dict[str, Any]:
         """The host params this reward takes, with their defaults (``memory_mb``: None, the
         runtime's cap, which depends on the machine and the number of workers)."""
-        defaults: dict[str, Any] = {"timeout": self.default_timeout, "weight": 1.0, "memory_mb": None}
+        defaults: dict[str, Any] = {"timeout": self.default_timeout, "weight": RewardItem.weight, "memory_mb": None}
         if self.is_async:
             defaults["concurrency"] = DEFAULT_CONCURRENCY
         return defaults
