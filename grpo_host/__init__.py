@@ -23,8 +23,8 @@ _LAZY = {
     "BackendSpec": "grpo_host.backends",
     "DatasetSpec": "grpo_host.datasets",
     "Param": "grpo_host.backends",
-    "load_reward": "grpo_host.rewards.trl_adapter",
-    "load_rewards": "grpo_host.rewards.trl_adapter",
+    "load_reward": "grpo_host.plugins.installed",
+    "load_rewards": "grpo_host.plugins.installed",
     "RewardRuntime": "grpo_host.rewards.runtime",
     "get_plugin_manager": "grpo_host.plugins.manager",
 }
@@ -42,7 +42,7 @@ __getattr__ = lazy_getattr('grpo_host', _LAZY, globals())
 if TYPE_CHECKING:  # pragma: no cover
     from grpo_host.backends import BackendSpec, Param
     from grpo_host.datasets import DatasetSpec
+    from grpo_host.plugins.installed import load_reward, load_rewards
     from grpo_host.plugins.manager import get_plugin_manager
     from grpo_host.rewards.runtime import RewardRuntime
     from grpo_host.rewards.spec import RewardSpec, Score, completion_text, reference_cache, reward
-    from grpo_host.rewards.trl_adapter import load_reward, load_rewards

@@ -141,6 +141,33 @@ def test_nothing_below_the_cli_imports_it():
     assert cli_importers(graph, "grpo_host.cli") == []
 
 
+# The reward runtime sits below the plugin system: it is handed a RewardLookup (the plugin
+# manager) by whoever binds, so a worker, a Ray actor or a test binds rewards without importing
+# plugin discovery, and the plugin manager can import the reward spec without a way back up.
+RUNTIME_MAY_IMPORT = {"grpo_host.errors", "grpo_host.params"}
+
+
+def reaches_outside(graph: dict[str, set[str]], package: str, allowed: set[str]) -> list[tuple[str, str]]:
+    """``(importer, imported)`` pairs where a module of ``package`` imports outside it and ``allowed``."""
+
+    def inside(name: str) -> bool:
+        return name == package or name.startswith(package + ".")
+
+    return sorted(
+        (name, target)
+        for name, targets in graph.items()
+        if inside(name)
+        for target in targets
+        if not inside(target) and target not in allowed
+    )
+
+
+def test_the_reward_runtime_does_not_import_the_plugin_system():
+    graph = import_graph(ROOT / "grpo_host")
+    assert "grpo_host.rewards.binding" in graph and "grpo_host.plugins.installed" in graph
+    assert reaches_outside(graph, "grpo_host.rewards", RUNTIME_MAY_IMPORT) == []
+
+
 def test_first_party_plugins_do_not_import_the_cli():
     offenders = []
     for package_dir in sorted(p.parent for p in (ROOT / "plugins").glob("*/*/__init__.py")):
@@ -246,3 +273,20 @@ def test_checker_finds_a_circle_through_a_function_level_import_and_a_cli_import
     assert graph["pkg.leaf"] == {"pkg.mid"}
     assert circles(graph) == {frozenset({"pkg.low", "pkg.mid"})}
     assert cli_importers(graph, "pkg.cli") == [("pkg.config", "pkg.cli.common")]
+
+
+def test_checker_finds_a_runtime_module_that_reaches_up(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "rewards").mkdir(parents=True)
+    (pkg / "plugins").mkdir()
+    for init in (pkg, pkg / "rewards", pkg / "plugins"):
+        (init / "__init__.py").write_text("")
+    (pkg / "errors.py").write_text("")
+    (pkg / "plugins" / "manager.py").write_text("from pkg.rewards import spec\n")
+    (pkg / "rewards" / "spec.py").write_text("from pkg.errors import X\nfrom . import binding\n")
+    (pkg / "rewards" / "binding.py").write_text(
+        "def bind():\n    from pkg.plugins.manager import get_plugin_manager\n"
+    )
+    graph = import_graph(pkg)
+    assert reaches_outside(graph, "pkg.rewards", {"pkg.errors"}) == [("pkg.rewards.binding", "pkg.plugins.manager")]
+    assert reaches_outside(graph, "pkg.plugins", {"pkg.errors"}) == [("pkg.plugins.manager", "pkg.rewards.spec")]

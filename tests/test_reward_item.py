@@ -192,7 +192,7 @@ def test_load_reward_takes_host_params_beside_the_rewards_own(manager, monkeypat
 
 
 def test_bad_reward_entries_in_load_rewards(manager):
-    from grpo_host.rewards.trl_adapter import load_rewards
+    from grpo_host.plugins.installed import load_rewards
 
     with pytest.raises(GrpoHostError, match=r"unknown key\(s\) timout; .*\(did you mean 'timeout'\?\)"):
         load_rewards([{"name": "nap", "timout": 1}], manager=manager)
@@ -210,6 +210,23 @@ def test_bind_reward_takes_a_name_with_params_or_an_item_alone(manager):
     assert (by_name.name, by_name.timeout, by_name.params) == ("twice", 3.0, {"scale": 2.0})
     with pytest.raises(TypeError, match="inside the reward item"):
         bind_reward(RewardItem("nap"), {"scale": 2}, manager=manager)
+
+
+def test_bind_reward_finds_names_only_through_the_lookup_it_is_given(manager):
+    """The runtime never reaches for the plugin system: any object with ``get_reward`` will do,
+    and a name without one is refused with what to pass."""
+    asked = []
+
+    class Lookup:
+        def get_reward(self, name):
+            asked.append(name)
+            return manager.get_reward(name)
+
+    bound = bind_reward({"name": "nap", "params": {"scale": 3}, "timeout": 2}, manager=Lookup())
+    assert asked == ["nap"] and (bound.params, bound.timeout) == ({"scale": 3.0}, 2.0)
+    with pytest.raises(TypeError, match=r"reward 'nap' is given by name; pass manager= .*get_plugin_manager"):
+        bind_reward("nap")
+    assert bind_reward(manager.get_reward("nap"), {"scale": 2}).params == {"scale": 2.0}  # a spec needs none
 
 
 def test_a_host_param_inside_an_items_params_says_where_it_goes():

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from grpo_host.plugins.installed import load_rewards
 from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, default_memory_mb, prepare_samples
-from grpo_host.rewards.trl_adapter import load_rewards
 
 from .conftest import run_cli, write_distribution
 

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from grpo_host.plugins.installed import load_rewards
 from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.runtime import BUILD_BUDGET_S, RewardRuntime, bind_reward, prepare_samples
-from grpo_host.rewards.trl_adapter import load_rewards
 from grpo_host.rewards.worker import (
     PROGRESS_SIZE,
     SLOT,

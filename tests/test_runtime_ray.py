@@ -21,9 +21,9 @@ import urllib.request
 import pytest
 
 from grpo_host.errors import GrpoHostError
+from grpo_host.plugins.installed import load_rewards
 from grpo_host.plugins.manager import PluginManager
 from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
-from grpo_host.rewards.trl_adapter import load_rewards
 
 from .conftest import free_port, run_cli, write_distribution
 
@@ -435,7 +435,7 @@ def test_without_ray_installed_the_error_says_how_to_install_it(manager, monkeyp
 def test_importing_the_host_and_starting_the_cli_import_no_ray():
     code = (
         "import sys, grpo_host, grpo_host.config, grpo_host.cli, grpo_host.rewards.ray_executor\n"
-        "from grpo_host.rewards.trl_adapter import load_rewards\n"
+        "from grpo_host.plugins.installed import load_rewards\n"
         "print('ray' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -85,6 +85,7 @@ def try_reward_cmd(names: str, input_path: str | None, completion: str | None, p
                    workers: int | None, dataset: str | None, n_rows: int) -> None:
     """Score completions by hand with rewards NAME[,NAME...], no model needed."""
     from grpo_host.interop.scoring import total_score
+    from grpo_host.plugins.manager import get_plugin_manager
     from grpo_host.rewards.runtime import RewardRuntime, bind_reward, prepare_samples
 
     reward_names = [n.strip() for n in names.split(",") if n.strip()]
@@ -108,7 +109,8 @@ def try_reward_cmd(names: str, input_path: str | None, completion: str | None, p
     else:
         rows = list(_read_rows(input_path))
     params = _reward_params(reward_names, sets)
-    bound = [bind_reward((name, params[name])) for name in reward_names]
+    manager = get_plugin_manager()
+    bound = [bind_reward((name, params[name]), manager=manager) for name in reward_names]
     weights = {b.name: b.weight for b in bound}
     keys = sorted({k for r in rows for k in r if k != "completion"})
     samples = prepare_samples([r["completion"] for r in rows], {k: [r.get(k) for r in rows] for k in keys})

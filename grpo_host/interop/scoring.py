@@ -39,6 +39,10 @@ def bind_rewards(items: Sequence[Any], manager: PluginManager | None = None) -> 
     at least one."""
     if not items:
         raise GrpoHostError("name at least one reward")
+    if manager is None:
+        from grpo_host.plugins.manager import get_plugin_manager
+
+        manager = get_plugin_manager()
     return [bind_reward(item, manager=manager) for item in items]
 
 

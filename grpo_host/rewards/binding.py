@@ -1,7 +1,7 @@
 """Binding a reward: a :class:`~grpo_host.rewards.item.RewardItem` paired with its spec.
 
 ``bind_reward`` is the one place a named reward becomes what a run scores with: it finds the
-spec (through the plugin manager, unless given), checks the reward's own params against its
+spec (through the :class:`RewardLookup` it is given: the plugin manager, one layer up), checks the reward's own params against its
 signature and the host params against the reward (``concurrency`` only for async rewards), and
 returns a :class:`BoundReward` that holds the item unchanged. Every entry binds through it:
 the run config, try-reward, serve-rewards, export, ``load_reward``/``load_rewards``, the golden
@@ -13,14 +13,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from grpo_host.errors import GrpoHostError, RewardParamError
 from grpo_host.rewards.item import RewardItem, reward_item
 from grpo_host.rewards.spec import DEFAULT_CONCURRENCY, RewardSpec
 
-if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.plugins.manager import PluginManager
+
+class RewardLookup(Protocol):
+    """Finds a reward's spec by name: the plugin manager does. The runtime takes one rather than
+    importing the plugin system, which stands above it (the manager collects specs)."""
+
+    def get_reward(self, name: str) -> RewardSpec: ...
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,13 @@ def bind_reward(
     params: Mapping[str, Any] | None = None,
     alias: str = "",
     *,
-    manager: PluginManager | None = None,
+    manager: RewardLookup | None = None,
 ) -> BoundReward:
     """Bind a reward, checked: the one way a run gets what it scores with.
 
     ``reward`` names it as a :class:`RewardItem`, ``(name, params)``, the run config's mapping
-    (``name``, ``params``, ``alias``, host params) or a name, found through ``manager`` (default:
-    the installed plugins); or it is the spec itself. With a name or a spec, ``params`` (host
+    (``name``, ``params``, ``alias``, host params) or a name, found through ``manager``
+    (``grpo_host.get_plugin_manager()`` for the installed plugins); or it is the spec itself. With a name or a spec, ``params`` (host
     params may sit among them: ``{"scale": 2, "timeout": 5}``) and ``alias`` go with it.
     """
     if isinstance(reward, RewardSpec):
@@ -93,9 +97,10 @@ def bind_reward(
         else:
             item = reward_item(reward)
         if manager is None:
-            from grpo_host.plugins.manager import get_plugin_manager
-
-            manager = get_plugin_manager()
+            raise TypeError(
+                f"bind_reward: reward {item.name!r} is given by name; pass manager= to find it "
+                "(grpo_host.get_plugin_manager() for the installed plugins), or pass its spec"
+            )
         spec = manager.get_reward(item.name)
     if item.concurrency is not None and not spec.is_async:
         raise RewardParamError(

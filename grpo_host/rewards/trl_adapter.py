@@ -1,7 +1,7 @@
-"""Rewards in TRL's reward-function form: ``load_reward`` and ``load_rewards``.
+"""Rewards in TRL's reward-function form: a :class:`RewardSet` of bound rewards.
 
-TRL calls each reward function in turn with the same batch. The callables from one
-``load_rewards`` call share a runtime: the first call of a batch scores it with every reward
+TRL calls each reward function in turn with the same batch. The callables of one set (one
+``grpo_host.load_rewards`` call) share a runtime: the first call of a batch scores it with every reward
 of the set at once (in parallel, in the worker pool), and the others read their column. To TRL,
 ``error`` and ``timeout`` become ``None`` (left out of the advantage, as TRL does with NaN);
 the runtime counts them, and the set stops the run with a clear message when a reward's share
@@ -13,21 +13,14 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from grpo_host.errors import GrpoHostError, RewardHealthError
-from grpo_host.rewards.binding import BoundReward, bind_reward
-from grpo_host.rewards.item import RewardItem
+from grpo_host.rewards.binding import BoundReward
 from grpo_host.rewards.runtime import RewardRuntime, SampleResult, prepare_samples
-
-if TYPE_CHECKING:  # pragma: no cover
-    from grpo_host.plugins.manager import PluginManager
 
 # What TRL passes besides dataset columns; never handed to a reward as a column.
 TRL_EXTRAS = ("trainer_state", "log_extra", "log_metric", "environments", "completion_ids")
-
-# How a reward may be named: see grpo_host.rewards.item.reward_item.
-RewardRef = str | Mapping[str, Any] | tuple[str, Mapping[str, Any]] | RewardItem
 
 
 class RewardSet:
@@ -193,41 +186,3 @@ def batch_metrics(batch: Mapping[str, Sequence[SampleResult]]) -> dict[str, Any]
             metrics[f"{prefix}/{outcome}"] = sum(r.outcome == outcome for r in rows)
         metrics[f"{prefix}/seconds"] = sum(r.seconds for r in rows)
     return metrics
-
-
-def load_rewards(
-    rewards: Sequence[RewardRef],
-    *,
-    workers: int | None = None,
-    memory_mb: int | None = None,
-    error_threshold: float = 0.10,
-    manager: PluginManager | None = None,
-    executor: str = "local",
-    **executor_options: Any,
-) -> list[TRLReward]:
-    """Installed rewards as TRL reward functions sharing one worker pool.
-
-    ``rewards`` items are names, ``(name, params)`` pairs, dicts with ``name``, ``params``,
-    ``alias`` and the host params ``timeout``, ``weight``, ``memory_mb``, ``concurrency``, or
-    :class:`~grpo_host.rewards.item.RewardItem`. ``memory_mb`` here is the cap for rewards that set
-    none (default: see ``RewardRuntime``). Pass ``[r.weight for r in result]`` as
-    ``GRPOConfig(reward_weights=...)`` when weights are set. ``executor="ray"`` runs the pool on
-    Ray actors across a cluster (options ``address``, ``num_cpus_per_worker``; ``workers`` is
-    then the number of actors).
-    """
-    bound = [bind_reward(item, manager=manager) for item in rewards]
-    reward_set = RewardSet(
-        bound,
-        workers=workers,
-        memory_mb=memory_mb,
-        error_threshold=error_threshold,
-        executor=executor,
-        executor_options=executor_options,
-    )
-    return reward_set.callables()
-
-
-def load_reward(name: str, **params: Any) -> TRLReward:
-    """One installed reward as a TRL reward function: ``load_reward("accuracy", timeout=5)``
-    (host params beside the reward's own)."""
-    return load_rewards([RewardItem.from_params(name, params)])[0]
